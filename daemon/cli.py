@@ -1,0 +1,91 @@
+"""`sensord serve | hash-password`."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import signal
+import sys
+
+from . import settings as settings_mod
+
+
+def _logging(level: str) -> None:
+    # Under journald the journal stamps each line; a second timestamp is noise.
+    fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") \
+        else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level.upper(), format=fmt)
+
+
+def serve(args) -> int:
+    from .app import create_app
+    from .server import Server
+    from .service import Sensord
+
+    try:
+        settings = settings_mod.load(args.config, overrides={
+            "server.host": args.host, "server.port": args.port, "store.state_dir": args.state_dir})
+    except settings_mod.SettingsError as err:
+        print(f"sensord: {err}", file=sys.stderr)
+        return 2
+    _logging(settings.log.level)
+    log = logging.getLogger("sensord")
+    daemon = Sensord(settings)
+    daemon.start()
+    try:
+        server = Server(create_app(daemon), settings)
+    except OSError as err:
+        log.error("cannot listen on %s:%s: %s", settings.server.host, settings.server.port, err)
+        daemon.close()
+        return 1
+
+    def stop(signum, frame):
+        log.info("%s: stopping", signal.Signals(signum).name)
+        server.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("listening on http://%s:%s, state in %s", settings.server.host,
+             server.port, settings.store.state_dir)
+    try:
+        server.run()
+    finally:
+        daemon.close()
+    return 0
+
+
+def hash_password(args) -> int:
+    from .auth import hash_password as make_hash
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("sensord: the passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        print("sensord: empty password", file=sys.stderr)
+        return 2
+    print(make_hash(password))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sensord", description="X-ray sensor acquisition daemon")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the daemon")
+    p.add_argument("--config", help="TOML settings file (default: embedded defaults)")
+    p.add_argument("--host", help="listen address (overrides server.host)")
+    p.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    p.add_argument("--state-dir", help="state folder (overrides store.state_dir)")
+    p.set_defaults(func=serve)
+    p = sub.add_parser("hash-password", help="read a password, print its hash for [auth.users]")
+    p.set_defaults(func=hash_password)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""One error type that carries its HTTP status, and the handlers that turn
+every failure into a small JSON body (never a stack trace to the client)."""
+from __future__ import annotations
+
+import logging
+import uuid
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("sensord.http")
+
+
+class ApiError(Exception):
+    """An error the client can act on: status code plus a sentence saying what was wrong."""
+
+    def __init__(self, status: int, message: str, *, headers: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(status: int, message: str, headers: dict | None = None):
+    from werkzeug.http import HTTP_STATUS_CODES
+
+    body = {"status": status, "error": HTTP_STATUS_CODES.get(status, "Error"), "message": message}
+    response = jsonify(body)
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(err: ApiError):
+        log.info("%s %s", err.status, err.message)
+        return error_response(err.status, err.message, err.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException):
+        # Routing (404/405) and werkzeug's own limits (413) land here.
+        headers = {k: v for k, v in err.get_headers() if k.lower() not in ("content-type", "content-length")}
+        return error_response(err.code or 500, err.description or err.name, headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception):
+        ref = uuid.uuid4().hex[:8]
+        log.exception("internal error (ref %s)", ref)
+        return error_response(500, f"internal error; the daemon log has the details (ref {ref})")

@@ -1,0 +1,163 @@
+"""Settings: embedded defaults, one TOML file over them, CLI flags over that.
+
+Every key lives in a dataclass below with its default; ``config/sensord.toml``
+documents the same keys (a test keeps the two equal). An unknown section or
+key is an error at start that names it, so a typo never silently falls back
+to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 43809
+    threads: int = 16
+    max_upload_mb: int = 128
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    realm: str = "sensord"
+    # user name -> password hash made by `sensord hash-password`
+    users: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    state_dir: str = ""
+    lifetime_seconds: int = 8 * 3600
+    quota_mb: int = 4096
+    sweep_seconds: int = 60
+    pixel_cache_mb: int = 256
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    max_width: int = 8192
+    max_height: int = 8192
+    png_compression: int = 1
+    jpeg_quality: int = 90
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    images: ImageSettings = field(default_factory=ImageSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.store.state_dir)
+
+
+# (section, key) -> (lowest, highest) for numeric keys
+_BOUNDS = {
+    ("server", "port"): (0, 65535),
+    ("server", "threads"): (4, 256),
+    ("server", "max_upload_mb"): (1, 4096),
+    ("store", "lifetime_seconds"): (1, 30 * 24 * 3600),
+    ("store", "quota_mb"): (1, 10**7),
+    ("store", "sweep_seconds"): (1, 86400),
+    ("store", "pixel_cache_mb"): (0, 65536),
+    ("images", "max_width"): (1, 65535),
+    ("images", "max_height"): (1, 65535),
+    ("images", "png_compression"): (0, 9),
+    ("images", "jpeg_quality"): (1, 100),
+}
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _section(cls, name: str, table: Any, source: str):
+    if not isinstance(table, dict):
+        raise SettingsError(f"{source}: [{name}] must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise SettingsError(f"{source}: unknown key '{name}.{key}' (known: {', '.join(fields)})")
+        default = getattr(cls(), key)
+        # bool is an int in Python; a port of `true` is still a mistake.
+        if type(value) is not type(default):
+            raise SettingsError(
+                f"{source}: '{name}.{key}' must be a {type(default).__name__}, got {value!r}")
+        bounds = _BOUNDS.get((name, key))
+        if bounds and not bounds[0] <= value <= bounds[1]:
+            raise SettingsError(f"{source}: '{name}.{key}' = {value} is outside {bounds[0]}..{bounds[1]}")
+        values[key] = value
+    return cls(**values)
+
+
+def _check(settings: Settings, source: str) -> None:
+    if settings.log.level.upper() not in _LEVELS:
+        raise SettingsError(f"{source}: 'log.level' must be one of {', '.join(_LEVELS)}")
+    for user, hashed in settings.auth.users.items():
+        if not isinstance(hashed, str) or "$" not in hashed:
+            raise SettingsError(
+                f"{source}: 'auth.users.{user}' must be a hash made by `sensord hash-password`")
+
+
+def default_state_dir() -> str:
+    # systemd's StateDirectory= hands us the folder (colon-separated if several).
+    managed = os.environ.get("STATE_DIRECTORY", "")
+    return managed.split(":")[0] if managed else "state"
+
+
+def from_mapping(data: dict, *, source: str = "settings") -> Settings:
+    known = {f.name: f.type for f in dataclasses.fields(Settings)}
+    sections = {}
+    for name, table in data.items():
+        if name not in known:
+            raise SettingsError(f"{source}: unknown section [{name}] (known: {', '.join(known)})")
+        cls = type(getattr(Settings(), name))
+        sections[name] = _section(cls, name, table, source)
+    settings = Settings(**sections)
+    _check(settings, source)
+    return settings
+
+
+def load(path: str | os.PathLike | None = None, *, overrides: dict | None = None) -> Settings:
+    """Load settings: defaults, then the TOML file at ``path``, then ``overrides``.
+
+    ``overrides`` maps "section.key" to a value (the CLI's --host/--port/--state-dir).
+    """
+    data: dict = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as err:
+            raise SettingsError(f"cannot read config {path}: {err.strerror}") from err
+        except tomllib.TOMLDecodeError as err:
+            raise SettingsError(f"{path}: not valid TOML: {err}") from err
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, key = dotted.split(".", 1)
+        data.setdefault(section, {})[key] = value
+    settings = from_mapping(data, source=source)
+    if not settings.store.state_dir:
+        store = dataclasses.replace(settings.store, state_dir=default_state_dir())
+        settings = dataclasses.replace(settings, store=store)
+    state = Path(settings.store.state_dir).expanduser().resolve()
+    return dataclasses.replace(settings, store=dataclasses.replace(settings.store, state_dir=str(state)))

@@ -1,0 +1,72 @@
+"""Shared fixtures: a real daemon behind a real waitress server on a free port."""
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from daemon.app import create_app
+from daemon.auth import hash_password
+from daemon.server import Server
+from daemon.service import Sensord
+from daemon.settings import from_mapping
+
+USER, PASSWORD = "dentist", "correct horse battery staple"
+
+
+@functools.cache
+def _password_hash() -> str:
+    return hash_password(PASSWORD)
+
+
+def make_settings(state_dir: Path, **sections):
+    data = {"store": {"state_dir": str(state_dir)}, "auth": {"users": {USER: _password_hash()}},
+            "server": {"port": 0, "threads": 8}}
+    for name, table in sections.items():
+        data.setdefault(name, {}).update(table)
+    return from_mapping(data)
+
+
+class Running:
+    """A started daemon: its services, its base URL and an authenticated client."""
+
+    def __init__(self, daemon: Sensord, server):
+        self.daemon = daemon
+        self.server = server
+        self.base = f"http://127.0.0.1:{server.port}"
+        self.http = requests.Session()
+        self.http.auth = (USER, PASSWORD)
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+
+@contextlib.contextmanager
+def running(settings, *, prepare=None):
+    daemon = Sensord(settings)
+    if prepare is not None:
+        prepare(daemon)
+    daemon.start()
+    server = Server(create_app(daemon), settings, host="127.0.0.1", port=0)
+    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+    thread.start()
+    try:
+        yield Running(daemon, server)
+    finally:
+        server.stop()
+        thread.join(timeout=10)
+        daemon.close()
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """serve(**sections) starts a daemon with those settings over the test defaults."""
+    with contextlib.ExitStack() as stack:
+        def start(state_dir=None, prepare=None, **sections):
+            settings = make_settings(state_dir or tmp_path / "state", **sections)
+            return stack.enter_context(running(settings, prepare=prepare))
+        yield start

@@ -1,0 +1,66 @@
+"""The console script, run as the operator runs it."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from werkzeug.security import check_password_hash
+
+SENSORD = [sys.executable, "-m", "daemon.cli"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_hash_password_reads_stdin():
+    out = subprocess.run(SENSORD + ["hash-password"], input="s3cret\n", capture_output=True,
+                         text=True, check=True, cwd=ROOT).stdout.strip()
+    assert check_password_hash(out, "s3cret") and not check_password_hash(out, "other")
+
+
+def test_unknown_config_key_stops_the_start(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[store]\nlifetime = 5\n")
+    run = subprocess.run(SENSORD + ["serve", "--config", str(config)], capture_output=True,
+                         text=True, cwd=ROOT, timeout=60)
+    assert run.returncode == 2
+    assert "store.lifetime" in run.stderr
+
+
+def test_serve_on_defaults_creates_admin_and_stops_on_sigterm(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "STATE_DIRECTORY"}
+    proc = subprocess.Popen(SENSORD + ["serve", "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        password_file = tmp_path / "state" / "admin-password"
+        base = f"http://127.0.0.1:{port}/api/dsio/filters/v1"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = requests.get(base, auth=("admin", password_file.read_text().strip()), timeout=2)
+                break
+            except (OSError, requests.ConnectionError):
+                assert time.monotonic() < deadline and proc.poll() is None, "daemon did not come up"
+                time.sleep(0.1)
+        assert response.status_code == 200
+        assert password_file.stat().st_mode & 0o777 == 0o600
+        assert requests.get(base, auth=("admin", "guess"), timeout=5).status_code == 401
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        output = proc.stdout.read()
+    assert "admin-password" in output
+    assert "Traceback" not in output
