@@ -1,0 +1,123 @@
+"""The one small interface every sensor driver implements.
+
+A driver owns the hardware side of one URL (``sim://``, ``serial:///dev/ttyUSB0``).
+It reports devices, arms and disarms them, and pushes everything that happens
+(plug events, sensor state changes, finished frames) through the ``emit``
+callback it was given. The daemon owns sessions, images and HTTP; a driver
+never sees them.
+
+Threading: ``emit`` may be called from any driver thread. It must be cheap
+and must not call back into the driver while holding driver locks.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field, replace
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+# Sensor states a driver may report; a subset of the Modality API's
+# AcquisitionStatus.state (the daemon adds NoAcquisitionInfo, Processing, ...).
+SENSOR_STATES = (
+    "Initializing", "Ready", "Reading",
+    "NoSensor", "NoHardware", "LowBattery", "Error",
+)
+
+
+@dataclass(frozen=True)
+class Sensor:
+    """What SensorInfo reports about the sensor attached to a device."""
+    model_name: str
+    serial_number: str
+    brand: str
+    family: str            # Velocity / Supreme / Select
+    size: int              # 0, 1 or 2
+    width: int             # pixels, unbinned
+    height: int
+    supports_binning: bool
+    version: str
+    bits: int = 12         # significant bits per pixel
+    pixel_size_mm: float = 0.0185
+
+
+@dataclass(frozen=True)
+class Device:
+    """What DeviceInfo reports about a device (the sensor's interface)."""
+    device_id: str
+    name: str
+    interface_type: str    # usb, network, serial
+    model_name: str
+    serial_number: str
+    version: str
+    sensor: Optional[Sensor] = None
+    battery_percent: Optional[float] = None   # None: not battery powered
+
+    def with_(self, **changes) -> "Device":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class DeviceEvent:
+    """A device appeared, disappeared or changed (sensor swapped, battery...)."""
+    action: str            # "added" | "removed" | "changed"
+    device: Device
+
+
+@dataclass(frozen=True)
+class StateEvent:
+    """The sensor behind ``device_id`` entered ``state`` (one of SENSOR_STATES)."""
+    device_id: str
+    state: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class FrameEvent:
+    """A complete, verified frame read from an armed sensor.
+
+    ``pixels`` is a 2-D uint16 array in the sensor's native orientation;
+    ``binned`` says whether the sensor already binned it 2x2.
+    """
+    device_id: str
+    pixels: np.ndarray = field(repr=False)
+    binned: bool = False
+    read_started: float = 0.0   # time.monotonic() at the start of readout
+    read_ended: float = 0.0     # time.monotonic() when the last byte arrived
+
+
+Event = Union[DeviceEvent, StateEvent, FrameEvent]
+Emit = Callable[[Event], None]
+
+
+class DriverError(RuntimeError):
+    """A driver could not do what was asked (unknown device, not connected)."""
+
+
+class Driver(abc.ABC):
+    """Base class of every driver; one instance serves one URL."""
+
+    def __init__(self, url: str, *, emit: Emit, options: Optional[dict] = None):
+        self.url = url
+        self.emit = emit
+        self.options = dict(options or {})
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Open the hardware, enumerate devices (emitting ``added``), start threads."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop threads and release the hardware; safe to call twice."""
+
+    @abc.abstractmethod
+    def devices(self) -> list[Device]:
+        """The devices present now."""
+
+    @abc.abstractmethod
+    def arm(self, device_id: str, *, binning: bool = False) -> None:
+        """Prepare the sensor for an exposure; it reports Ready when armed."""
+
+    @abc.abstractmethod
+    def disarm(self, device_id: str) -> None:
+        """Leave the armed state; a frame already being read still completes."""
