@@ -47,6 +47,7 @@ class Server:
             while not self._stop.is_set():
                 server.asyncore.loop(timeout=1.0, map=server._map, count=1)
         finally:
+            server.close()          # the listener and waitress's wake-up trigger
             for channel in list(server._map.values()):
                 try:
                     channel.handle_close()
