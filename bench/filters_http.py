@@ -1,0 +1,153 @@
+"""Filters on a 2400x1708 16-bit image: compute, codecs, and HTTP end to end.
+
+Reference for compute: copying the same image. Reference for HTTP: the same
+work in process (decode the PNG, filter, encode the answer). The daemon runs
+as its own process, as in production, so client and server do not share a GIL.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+
+import filters
+from filters import codecs, png
+from filters.lut import Lut
+
+from .timing import best_of, row
+
+HEIGHT, WIDTH = 1708, 2400
+LUT = Lut(gamma=2.3, slope=65535.0, offset=0.0, total_grays=4096, minimum_gray=3612, maximum_gray=418)
+LUT_INFO = {"gamma": 2.3, "slope": 65535.0, "offset": 0.0, "totalGrays": 4096,
+            "minimumGray": 3612, "maximumGray": 418}
+FILTERS = [
+    ("unmap", {}, {}),
+    ("select", {"enhancementMode": "smooth"}, {"mode": "smooth"}),
+    ("select", {"enhancementMode": "edgePro"}, {"mode": "edgePro"}),
+    ("supreme", {"task": "general", "sharpness": 70}, {"task": "general", "sharpness": 70.0}),
+    ("ae", {"task": "endodontic", "sharpness": 70}, {"task": "endodontic", "sharpness": 70.0}),
+]
+
+
+def test_image() -> np.ndarray:
+    """A simulated 12-bit exposure, mapped as the sensor service delivers it."""
+    from drivers.phantom import phantom
+
+    raw = phantom(width=WIDTH, height=HEIGHT, bits=12, seed=7)
+    return filters.lut_map(raw, lut=LUT)
+
+
+def run_filter(name, pixels, kwargs):
+    if name == "unmap":
+        return filters.lut_unmap(pixels, lut=LUT)
+    return getattr(filters, name)(pixels, lut=LUT, **kwargs)
+
+
+def compute(image):
+    copy = best_of(lambda: image.copy(), repeat=21)
+    print(f"compute, {WIDTH}x{HEIGHT} uint16 ({image.nbytes / 2**20:.1f} MiB):")
+    print(row("copy (reference)", copy))
+    cases = [
+        ("lut_map", lambda: filters.lut_map(image, lut=LUT), 10),
+        ("lut_unmap", lambda: filters.lut_unmap(image, lut=LUT), 10),
+        ("bin2x2", lambda: filters.bin2x2(image), 5),
+        ("rotate 90", lambda: filters.rotate(image, degrees=90), None),
+    ]
+    for name, _, kwargs in FILTERS[1:]:
+        label = f"{name} {'/'.join(str(v) for v in kwargs.values())}"
+        cases.append((label, lambda n=name, k=kwargs: run_filter(n, image, k), 40))
+    for label, fn, target in cases:
+        print(row(label, best_of(fn), copy, target))
+    return copy
+
+
+def codec_times(image):
+    data = png.encode_gray16(image, compression=1)
+    print("codecs:")
+    print(row("PNG decode", best_of(lambda: png.decode_gray16(data, max_width=8192, max_height=8192), repeat=5)))
+    print(row(f"PNG encode ({len(data) / 2**20:.1f} MiB)", best_of(lambda: png.encode_gray16(image, compression=1), repeat=5)))
+    for media_type in codecs.MEDIA_TYPES[1:]:
+        print(row(f"{media_type} encode", best_of(lambda m=media_type: codecs.encode(image, media_type=m, lut=LUT), repeat=5)))
+    return data
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_daemon(state: Path, password: str):
+    from daemon.auth import hash_password
+
+    port = free_port()
+    config = state / "bench.toml"
+    config.write_text(f'[auth.users]\nbench = "{hash_password(password)}"\n[log]\nlevel = "WARNING"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "serve", "--config", str(config),
+                             "--port", str(port), "--state-dir", str(state / "state")])
+    base = f"http://127.0.0.1:{port}/api/dsio/filters/v1"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(base, auth=("bench", password), timeout=1)
+            return proc, base
+        except requests.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("daemon did not start")
+            time.sleep(0.1)
+
+
+def http(image, data):
+    print("HTTP end to end (upload + filter + download) vs in-process (decode + filter + encode):")
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, base = start_daemon(Path(tmp), "bench-password")
+        try:
+            client = requests.Session()
+            client.auth = ("bench", "bench-password")
+            files = {"imageInfo": (None, '{"lutInfo": %s}' % str(LUT_INFO).replace("'", '"'), "application/json"),
+                     "imageMedia": ("image.png", data, "image/png")}
+
+            for name, body, kwargs in FILTERS:
+                created_ids = []
+
+                def over_http():
+                    created = client.post(base + "/images", files=files)
+                    assert created.status_code == 201, created.text
+                    created_ids.append(created.json()["id"])
+                    out = client.post(f"{base}/images/{created_ids[-1]}/filters/{name}", json=body or None)
+                    assert out.status_code == 200 and len(out.content) > 0, out.text
+
+                def in_process():
+                    pixels = png.decode_gray16(data, max_width=8192, max_height=8192)
+                    png.encode_gray16(run_filter(name, pixels, kwargs), compression=1)
+
+                local = best_of(in_process, repeat=5)
+                remote = best_of(over_http, repeat=5)
+                for rid in created_ids:      # cleanup is not part of the measured path
+                    client.delete(f"{base}/images/{rid}")
+                label = f"{name} {'/'.join(str(v) for v in kwargs.values())}".strip()
+                print(row(f"{label} in-process", local))
+                print(row(f"{label} HTTP", remote, local, 1.25))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+def main(parts=("compute", "codecs", "http")):
+    print(f"sensord filters benchmark ({os.cpu_count()} CPUs, numpy {np.__version__}, "
+          f"load average {os.getloadavg()[0]:.2f})")
+    image = test_image()
+    if "compute" in parts:
+        compute(image)
+    data = png.encode_gray16(image, compression=1)
+    if "codecs" in parts:
+        codec_times(image)
+    if "http" in parts:
+        http(image, data)
