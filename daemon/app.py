@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import filters_api
+from . import admin_api, filters_api, modality_api
 from .errors import register_error_handlers
 
 
@@ -15,4 +15,6 @@ def create_app(services) -> Flask:
     services.auth.install(app)
     register_error_handlers(app)
     app.register_blueprint(filters_api.bp)
+    app.register_blueprint(modality_api.bp)
+    app.register_blueprint(admin_api.bp)
     return app

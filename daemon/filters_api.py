@@ -1,7 +1,6 @@
 """The DSIO Filters API v1: image resources and the filters run on them."""
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -12,6 +11,7 @@ import filters
 from filters import codecs
 
 from . import filter_params
+from .body import json_body
 from .errors import ApiError
 from .imageinfo import lut_from_info
 from .store import QuotaExceeded, Resource, StoreFull
@@ -31,19 +31,6 @@ def _resource(rid: str) -> Resource:
     if res is None:
         raise ApiError(404, f"no image resource {rid!r} (unknown, deleted or expired)")
     return res
-
-
-def _json_body(optional: bool = False):
-    # .NET's StringContent labels JSON text/plain unless told otherwise: parse any type.
-    raw = request.get_data(cache=False)
-    if not raw.strip():
-        if optional:
-            return None
-        raise ApiError(400, "a JSON body is required")
-    try:
-        return json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ApiError(400, f"body is not valid JSON: {err}") from None
 
 
 def _resource_json(res: Resource, status: int = 200):
@@ -78,7 +65,7 @@ def create_image():
 
 @bp.post("/images/modality")
 def create_modality_image():
-    body = _json_body()
+    body = json_body()
     if not isinstance(body, dict):
         raise ApiError(400, "body must be a ModalitySession object")
     keys = {str(k).lower(): v for k, v in body.items()}
@@ -159,11 +146,11 @@ def _media_type() -> str:
 def _run(rid: str, name: str, parse=None):
     res = _resource(rid)
     if parse is None:
-        _json_body(optional=True)   # unmap takes no options; a malformed body is still an error
+        json_body(optional=True)   # unmap takes no options; a malformed body is still an error
         params = {}
     else:
         try:
-            params = parse(_json_body(optional=True))
+            params = parse(json_body(optional=True))
         except ValueError as err:
             raise ApiError(400, str(err)) from None
     media_type = _media_type()

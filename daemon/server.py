@@ -21,7 +21,9 @@ class Server:
             app,
             host=host if host is not None else cfg.host,
             port=port if port is not None else cfg.port,
-            threads=cfg.threads,
+            # Every open event stream holds a thread: give them their own.
+            threads=cfg.threads + settings.acquisition.max_subscribers,
+            channel_request_lookahead=1,   # lets a stream notice a client that left
             # A little above Flask's limit so that Flask answers 413 with a JSON body.
             max_request_body_size=(cfg.max_upload_mb << 20) + (1 << 20),
             ident="sensord",
@@ -46,6 +48,9 @@ class Server:
         try:
             while not self._stop.is_set():
                 server.asyncore.loop(timeout=1.0, map=server._map, count=1)
+        except Exception:
+            log.exception("the HTTP server loop failed")
+            raise
         finally:
             server.close()          # the listener and waitress's wake-up trigger
             for channel in list(server._map.values()):
@@ -58,4 +63,7 @@ class Server:
     def stop(self) -> None:
         """Ask the loop to end; safe from any thread and from a signal handler."""
         self._stop.set()
-        self._server.pull_trigger()
+        try:
+            self._server.pull_trigger()
+        except OSError:
+            pass        # the loop has already ended and closed its trigger

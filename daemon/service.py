@@ -10,8 +10,12 @@ from pathlib import Path
 from filters import png
 
 from . import auth
+from .devices import DeviceRegistry
+from .events import Hub, SubscriberLimit
+from .hotplug import SerialPortWatcher
 from .scheduler import Scheduler
-from .session_images import NoSessions
+from .session_images import ImageFolder
+from .sessions import AcquisitionOptions, SessionManager
 from .settings import Settings
 from .store import ResourceStore
 
@@ -34,15 +38,33 @@ class Sensord:
             decode=functools.partial(png.decode_gray16, max_width=images.max_width,
                                      max_height=images.max_height),
         )
-        self.session_images = NoSessions()
+        acq = settings.acquisition
+        self.subscribers = SubscriberLimit(acq.max_subscribers)
+        self.devices = DeviceRegistry(settings.drivers.urls, hub=Hub(self.subscribers))
+        self.image_folder = ImageFolder(state / "sessions", cache_bytes=settings.store.pixel_cache_mb << 20)
+        self.sessions = SessionManager(self.devices, self.image_folder, self.subscribers, AcquisitionOptions(
+            hash_alg=acq.hash_alg, gamma=acq.gamma, png_compression=images.png_compression,
+            preview_max=acq.preview_max, min_free_bytes=acq.min_free_mb << 20))
+        self.session_images = self.sessions       # what the Filters API looks images up in
         self.scheduler = Scheduler()
         self._started: list = []
 
     def start(self) -> None:
-        for service in (self.store, self.scheduler):
+        for service in (self.store, self.image_folder, self.sessions, self.devices, self.scheduler):
             service.start()
             self._started.append(service)
         self.scheduler.every(self.settings.store.sweep_seconds, self.store.sweep, name="store-sweep")
+        if self.settings.drivers.serial_ports:
+            watcher = SerialPortWatcher(self.devices, self.settings.drivers.serial_ports)
+            watcher.poll()
+            self.scheduler.every(self.settings.drivers.poll_seconds, watcher.poll, name="serial-ports")
+
+    def end_event_streams(self) -> None:
+        """End every server-sent event stream, so their worker threads return
+        before the HTTP server waits for its threads at shutdown."""
+        self.devices.hub.close()
+        for session in self.sessions.list():
+            session.hub.close()
 
     def close(self) -> None:
         while self._started:

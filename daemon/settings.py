@@ -52,6 +52,24 @@ class ImageSettings:
 
 
 @dataclass(frozen=True)
+class DriverSettings:
+    # Sensor drivers by URL: sim://, serial:///dev/ttyUSB0 (see drivers/).
+    urls: list = field(default_factory=lambda: ["sim://"])
+    # Serial ports that appear matching this pattern get a serial driver ("" = off).
+    serial_ports: str = ""
+    poll_seconds: int = 2
+
+
+@dataclass(frozen=True)
+class AcquisitionSettings:
+    hash_alg: str = "MD5"
+    gamma: float = 2.3
+    preview_max: int = 256
+    min_free_mb: int = 256
+    max_subscribers: int = 64
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "INFO"
 
@@ -62,6 +80,8 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     images: ImageSettings = field(default_factory=ImageSettings)
+    drivers: DriverSettings = field(default_factory=DriverSettings)
+    acquisition: AcquisitionSettings = field(default_factory=AcquisitionSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     @property
@@ -82,7 +102,13 @@ _BOUNDS = {
     ("images", "max_height"): (1, 65535),
     ("images", "png_compression"): (0, 9),
     ("images", "jpeg_quality"): (1, 100),
+    ("drivers", "poll_seconds"): (1, 3600),
+    ("acquisition", "gamma"): (0.1, 10.0),
+    ("acquisition", "preview_max"): (16, 4096),
+    ("acquisition", "min_free_mb"): (0, 10**7),
+    ("acquisition", "max_subscribers"): (1, 1024),
 }
+HASH_ALGS = ("MD5", "SHA256")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -95,6 +121,8 @@ def _section(cls, name: str, table: Any, source: str):
         if key not in fields:
             raise SettingsError(f"{source}: unknown key '{name}.{key}' (known: {', '.join(fields)})")
         default = getattr(cls(), key)
+        if type(default) is float and type(value) is int:
+            value = float(value)
         # bool is an int in Python; a port of `true` is still a mistake.
         if type(value) is not type(default):
             raise SettingsError(
@@ -109,6 +137,15 @@ def _section(cls, name: str, table: Any, source: str):
 def _check(settings: Settings, source: str) -> None:
     if settings.log.level.upper() not in _LEVELS:
         raise SettingsError(f"{source}: 'log.level' must be one of {', '.join(_LEVELS)}")
+    if settings.acquisition.hash_alg not in HASH_ALGS:
+        raise SettingsError(f"{source}: 'acquisition.hash_alg' must be one of {', '.join(HASH_ALGS)}")
+    from drivers import SCHEMES
+    for url in settings.drivers.urls:
+        if not isinstance(url, str) or "://" not in url:
+            raise SettingsError(f"{source}: 'drivers.urls' must be a list of driver URLs like \"sim://\"")
+        if url.split("://", 1)[0].lower() not in SCHEMES:
+            raise SettingsError(f"{source}: unknown sensor driver scheme in {url!r} "
+                                f"(known: {', '.join(s + '://' for s in SCHEMES)})")
     for user, hashed in settings.auth.users.items():
         if not isinstance(hashed, str) or "$" not in hashed:
             raise SettingsError(

@@ -121,3 +121,10 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def disarm(self, device_id: str) -> None:
         """Leave the armed state; a frame already being read still completes."""
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Return once every event the driver has produced so far went to ``emit``.
+
+        Drivers that emit from their own threads override this, so the daemon
+        can report a start-up or a control action only once its events are seen.
+        """

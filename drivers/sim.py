@@ -103,6 +103,7 @@ class SimDriver(Driver):
             self._slots[device.device_id] = _Slot(spec, device, spec.sensor)
         self._timers: list = []            # heap of (due, seq, fn, args)
         self._events: deque[Event] = deque()
+        self._pushed = self._delivered = 0     # for flush()
         self._seq = itertools.count()
         self._thread: Optional[threading.Thread] = None
         self._closed = False
@@ -121,6 +122,11 @@ class SimDriver(Driver):
                 slot.present = True
                 self._push(DeviceEvent("added", slot.device))
                 self._power_up(slot, POWER_UP_S)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        with self._cv:
+            target = self._pushed
+            self._cv.wait_for(lambda: self._delivered >= target or self._closed, timeout)
 
     def close(self) -> None:
         with self._cv:
@@ -331,6 +337,7 @@ class SimDriver(Driver):
 
     def _push(self, event: Event) -> None:
         self._events.append(event)
+        self._pushed += 1
         self._cv.notify_all()
 
     def _later(self, delay_s: float, fn, *args) -> None:
@@ -395,6 +402,10 @@ class SimDriver(Driver):
                     self.emit(event)
                 except Exception:        # a faulty listener must not stop the device
                     log.exception("sim driver: emit failed for %r", event)
+            if events:
+                with self._cv:
+                    self._delivered += len(events)
+                    self._cv.notify_all()
             if job is not None:
                 try:
                     job[2](*job[3])

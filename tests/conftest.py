@@ -25,7 +25,8 @@ def _password_hash() -> str:
 
 def make_settings(state_dir: Path, **sections):
     data = {"store": {"state_dir": str(state_dir)}, "auth": {"users": {USER: _password_hash()}},
-            "server": {"port": 0, "threads": 8}}
+            "server": {"port": 0, "threads": 8}, "acquisition": {"max_subscribers": 16},
+            "drivers": {"urls": ["sim://?time_scale=0.01&seed=5"]}}
     for name, table in sections.items():
         data.setdefault(name, {}).update(table)
     return from_mapping(data)
@@ -57,6 +58,7 @@ def running(settings, *, prepare=None):
     try:
         yield Running(daemon, server)
     finally:
+        daemon.end_event_streams()
         server.stop()
         thread.join(timeout=10)
         daemon.close()

@@ -64,3 +64,29 @@ def test_serve_on_defaults_creates_admin_and_stops_on_sigterm(tmp_path):
         output = proc.stdout.read()
     assert "admin-password" in output
     assert "Traceback" not in output
+
+
+def test_expose_and_battery_from_the_command_line(serve):
+    from tests.conftest import PASSWORD, USER
+    from tests.modality import API, create_session, devices, put_info, subscribe_status, state_is
+
+    srv = serve()
+    dev = next(d for d in devices(srv) if d["battery"])["deviceId"]
+    sid = create_session(srv, dev)["sessionId"]
+    stream = subscribe_status(srv, sid)
+    put_info(srv, sid, enable=True)
+    stream.until(lambda e, d: d["ready"], timeout=10)
+    env = {**os.environ, "SENSORD_USER": USER, "SENSORD_PASSWORD": PASSWORD}
+
+    def cli(*words):
+        return subprocess.run(SENSORD + list(words) + ["--url", srv.base], capture_output=True,
+                              text=True, env=env, cwd=ROOT, timeout=60)
+
+    done = cli("expose", dev[:8])                   # a unique start of the id is enough
+    assert done.returncode == 0, done.stderr
+    stream.until(state_is("NewImage"), timeout=10)
+    assert cli("battery", dev, "4").returncode == 0
+    stream.until(state_is("LowBattery"))
+    refused = cli("expose", dev)
+    assert refused.returncode == 1 and "409" in refused.stderr
+    assert srv.http.get(srv.url(f"{API}/acquisition/{sid}/status")).json()["totalImages"] == 1

@@ -1,0 +1,108 @@
+"""The daemon with a serial sensor: the emulator on a real pseudo-terminal,
+driven through the Modality API like any client would."""
+from __future__ import annotations
+
+import glob
+import time
+from urllib.parse import urlencode
+
+import numpy as np
+import pytest
+
+from tests import images
+from tests.modality import API, arm_and_wait, create_session, devices, put_info, state_is, subscribe_status
+from tests.sensor_emulator import SensorEmulator
+from tests.sse_client import EventStream
+from tests.test_api_images import assert_error
+
+FAST = urlencode(dict(read_timeout=0.02, ack_timeout=0.5, identify_timeout=0.5, silence_timeout=0.5,
+                      poll_interval=0.1, retry_interval=0.05, removal_grace=0.4, stall_timeout=0.1))
+
+
+@pytest.fixture
+def emu(tmp_path):
+    with SensorEmulator(str(tmp_path), width=160, height=120) as emulator:
+        yield emulator
+
+
+def wait_for_device(srv, timeout=5.0):
+    stream = EventStream(srv.http, srv.url(API + "/devices/subscribe"))
+    try:
+        if not devices(srv):
+            stream.until(lambda e, d: d["action"] == "added", timeout)
+    finally:
+        stream.close()
+    return devices(srv)[0]
+
+
+def test_exposure_from_a_serial_sensor(serve, emu):
+    srv = serve(drivers={"urls": [f"{emu.url}?{FAST}"]})
+    dev = wait_for_device(srv)
+    assert dev["serialNumber"] == emu.serial and dev["battery"]["percentRemaining"] == 80
+    sid = create_session(srv, dev["deviceId"])["sessionId"]
+    stream = subscribe_status(srv, sid)
+    arm_and_wait(srv, sid, stream, applyLut=False)
+    sent = emu.expose()
+    seen = stream.until(state_is("NewImage"), timeout=10)
+    assert [d["state"] for _, d in seen][-4:] == ["Reading", "Processing", "Storing", "NewImage"]
+    info = srv.http.get(srv.url(f"{API}/acquisition/{sid}/images/{seen[-1][1]['lastImageId']}")).json()
+    got = images.decode(srv.http.get(info["imageUrl"]).content)
+    assert np.array_equal(got, sent)           # every pixel as the sensor sent it
+
+
+def test_several_drivers_at_once(serve, emu):
+    srv = serve(drivers={"urls": ["sim://?models=select0&time_scale=0.01", f"{emu.url}?{FAST}"]})
+    deadline = time.monotonic() + 5
+    while len(devices(srv)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(d["interfaceType"] for d in devices(srv)) == ["serial", "usb"]
+
+
+def test_cable_pulled_mid_frame_stores_nothing_and_recovers(serve, emu):
+    srv = serve(drivers={"urls": [f"{emu.url}?{FAST}"]})
+    dev = wait_for_device(srv)["deviceId"]
+    sid = create_session(srv, dev)["sessionId"]
+    stream = subscribe_status(srv, sid)
+    arm_and_wait(srv, sid, stream, applyLut=False)
+    emu.pull_cable_mid_frame()
+    stream.until(state_is("NoHardware"), timeout=10)
+    emu.replug()
+    stream.until(lambda e, d: d["ready"], timeout=10)           # re-armed after the replug
+    status = srv.http.get(srv.url(f"{API}/acquisition/{sid}/status")).json()
+    assert status["totalImages"] == 0 and list((srv.daemon.image_folder.root).glob("*/*.png")) == []
+    emu.expose()
+    stream.until(state_is("NewImage"), timeout=10)
+
+
+def test_corrupted_chunk_loses_the_frame_not_the_session(serve, emu):
+    srv = serve(drivers={"urls": [f"{emu.url}?{FAST}"]})
+    dev = wait_for_device(srv)["deviceId"]
+    sid = create_session(srv, dev)["sessionId"]
+    stream = subscribe_status(srv, sid)
+    arm_and_wait(srv, sid, stream, applyLut=False)
+    emu.corrupt_next_chunk()
+    emu.expose()
+    stream.until(state_is("Error"), timeout=10)
+    assert srv.http.get(srv.url(f"{API}/acquisition/{sid}/status")).json()["totalImages"] == 0
+    arm_and_wait(srv, sid, stream, applyLut=False)              # a retake works
+    emu.expose()
+    stream.until(state_is("NewImage"), timeout=10)
+
+
+def test_ports_that_appear_become_devices(serve, tmp_path):
+    srv = serve(drivers={"urls": [], "serial_ports": str(tmp_path / "ttyEMU*"), "poll_seconds": 1})
+    assert devices(srv) == []
+    stream = EventStream(srv.http, srv.url(API + "/devices/subscribe"))
+    with SensorEmulator(str(tmp_path)) as emulator:
+        assert glob.glob(str(tmp_path / "ttyEMU*"))
+        event = stream.until(lambda e, d: d["action"] == "added", timeout=10)[-1][1]
+        assert event["deviceInfo"]["serialNumber"] == emulator.serial
+    stream.close()
+
+
+def test_unknown_driver_scheme_stops_the_start(tmp_path):
+    from daemon.settings import SettingsError
+    from tests.conftest import make_settings
+
+    with pytest.raises(SettingsError, match="usb"):
+        make_settings(tmp_path, drivers={"urls": ["usb://whatever"]})
