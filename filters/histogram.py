@@ -36,7 +36,8 @@ def gray_histogram(image: np.ndarray) -> np.ndarray:
     return np.bincount(image.ravel(), minlength=65536).astype(np.int64)
 
 
-def gray_percentiles(image: np.ndarray, *, low_percent: float, high_percent: float) -> tuple[int, int]:
+def gray_percentiles(image: np.ndarray, *, low_percent: float, high_percent: float,
+                     exclude_zero: bool = False) -> tuple[int, int]:
     """Gray levels below which `low_percent` and `high_percent` of pixels lie.
 
     Parameters
@@ -44,6 +45,9 @@ def gray_percentiles(image: np.ndarray, *, low_percent: float, high_percent: flo
     image : (M, N) ndarray of uint16
     low_percent, high_percent : float
         Percentages in [0, 100] with ``low_percent <= high_percent``.
+    exclude_zero : bool, optional
+        Leave out pixels at exactly 0 (unexposed corners, dead pixels), unless
+        the image holds nothing else.
 
     Returns
     -------
@@ -62,7 +66,10 @@ def gray_percentiles(image: np.ndarray, *, low_percent: float, high_percent: flo
     high = _checks.real(high_percent, name="high_percent", low=0.0, high=100.0)
     if low > high:
         raise ValueError(f"low_percent ({low:g}) must not exceed high_percent ({high:g})")
-    cdf = np.cumsum(gray_histogram(image))
+    hist = gray_histogram(image)
+    if exclude_zero and hist[0] < hist.sum():
+        hist[0] = 0
+    cdf = np.cumsum(hist)
     n = int(cdf[-1])
     targets = [max(p / 100.0 * n, 1.0) for p in (low, high)]
     lo, hi = np.searchsorted(cdf, targets, side="left")

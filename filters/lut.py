@@ -250,15 +250,17 @@ def lut_from_histogram(
     Notes
     -----
     Dtype rule: uint16 in. With p = `clip_percent`, ``maximum_gray`` is the
-    p-th and ``minimum_gray`` the (100 - p)-th gray percentile (see
-    `filters.histogram.gray_percentiles`), both clipped to
+    p-th and ``minimum_gray`` the (100 - p)-th gray percentile of the pixels
+    above 0 (see `filters.histogram.gray_percentiles`), both clipped to
     [0, total_grays - 1]. A flat image gets a one-gray-wide range.
     """
     clip = _checks.real(clip_percent, name="clip_percent", low=0.0, high=50.0)
     if clip >= 50.0:
         raise ValueError(f"clip_percent must be in [0, 50), got {clip_percent!r}")
     total = _checks.integer(total_grays, name="total_grays", low=2, high=65536)
-    low, high = gray_percentiles(image, low_percent=clip, high_percent=100.0 - clip)
+    # Pixels at 0 are the sensor's unexposed corners or dead pixels, not
+    # anatomy: counting them pins the dark end of the map at 0.
+    low, high = gray_percentiles(image, low_percent=clip, high_percent=100.0 - clip, exclude_zero=True)
     top = total - 1
     low, high = min(low, top), min(high, top)
     if low == high:  # flat image: any non-empty range will do

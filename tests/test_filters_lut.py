@@ -194,7 +194,8 @@ def test_lut_from_histogram_is_inverted_and_robust():
     lut = lut_from_histogram(image, gamma=2.3, total_grays=4096)
     assert lut.minimum_gray > lut.maximum_gray  # inverted: bright end first
     assert (lut.slope, lut.offset, lut.gamma, lut.total_grays) == (65535.0, 0.0, 2.3, 4096)
-    low, high = np.percentile(image, [0.5, 99.5], method="inverted_cdf")
+    # Percentiles of the pixels above 0: dead pixels are not anatomy.
+    low, high = np.percentile(image[image > 0], [0.5, 99.5], method="inverted_cdf")
     assert (lut.maximum_gray, lut.minimum_gray) == (low, high)
     mapped = lut_map(image, lut=lut)
     assert mapped[0, 0] == 0 and mapped[1, 0] == 65535  # outliers saturate
@@ -221,3 +222,14 @@ def test_lut_from_histogram_rejects_bad_parameters(kwargs, named):
     args = {"gamma": 2.3, "total_grays": 4096, **kwargs}
     with pytest.raises(ValueError, match=named):
         lut_from_histogram(_gradient_with_outliers(), **args)
+
+
+def test_lut_from_histogram_ignores_unexposed_zero_pixels():
+    from filters.lut import lut_from_histogram
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(800, 3000, (200, 300)).astype(np.uint16)
+    image[:20, :20] = 0            # 0.7 % unexposed corner, more than the clip
+    lut = lut_from_histogram(image, gamma=2.3, total_grays=4096, clip_percent=0.5)
+    assert lut.maximum_gray >= 800 and lut.minimum_gray <= 3000
+    assert lut_from_histogram(np.zeros((4, 4), np.uint16), gamma=2.3, total_grays=4096).maximum_gray == 0
