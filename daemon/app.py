@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import admin_api, filters_api, modality_api
+from . import admin_api, filters_api, forward_api, modality_api
 from .errors import register_error_handlers
 
 
@@ -17,4 +17,5 @@ def create_app(services) -> Flask:
     app.register_blueprint(filters_api.bp)
     app.register_blueprint(modality_api.bp)
     app.register_blueprint(admin_api.bp)
+    app.register_blueprint(forward_api.bp)
     return app

@@ -31,7 +31,11 @@ def serve(args) -> int:
         return 2
     _logging(settings.log.level)
     log = logging.getLogger("sensord")
-    daemon = Sensord(settings)
+    try:
+        daemon = Sensord(settings)
+    except ValueError as err:       # a forward target or rule that cannot work
+        print(f"sensord: {err}", file=sys.stderr)
+        return 2
     daemon.start()
     try:
         server = Server(create_app(daemon), settings)

@@ -12,6 +12,9 @@ from filters import png
 from . import auth
 from .devices import DeviceRegistry
 from .events import Hub, SubscriberLimit
+from .forwarder import Forwarder, build_targets, check_filter_spec
+from .forwarding import Forwarding
+from .outbox import Outbox
 from .hotplug import SerialPortWatcher
 from .scheduler import Scheduler
 from .session_images import ImageFolder
@@ -46,14 +49,23 @@ class Sensord:
             hash_alg=acq.hash_alg, gamma=acq.gamma, png_compression=images.png_compression,
             preview_max=acq.preview_max, min_free_bytes=acq.min_free_mb << 20))
         self.session_images = self.sessions       # what the Filters API looks images up in
+        forward = settings.forward
+        for rule in forward.rules:
+            check_filter_spec(rule.get("filter", "raw"))
+        self.outbox = Outbox(state / "outbox")
+        self.forwarder = Forwarder(self.outbox, build_targets(forward.targets), work_dir=state / "outbox" / "work")
+        self.forwarding = Forwarding(self.outbox, self.forwarder, forward.rules)
+        self.sessions.image_listeners.append(self.forwarding.on_acquired)
         self.scheduler = Scheduler()
         self._started: list = []
 
     def start(self) -> None:
-        for service in (self.store, self.image_folder, self.sessions, self.devices, self.scheduler):
+        for service in (self.store, self.outbox, self.forwarder, self.image_folder, self.sessions,
+                        self.devices, self.scheduler):
             service.start()
             self._started.append(service)
         self.scheduler.every(self.settings.store.sweep_seconds, self.store.sweep, name="store-sweep")
+        self.scheduler.every(self.settings.forward.poll_seconds, self.forwarder.tick, name="forward")
         if self.settings.drivers.serial_ports:
             watcher = SerialPortWatcher(self.devices, self.settings.drivers.serial_ports)
             watcher.poll()

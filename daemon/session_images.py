@@ -105,6 +105,11 @@ class ImageFolder:
         self.cache.put(image_id, pixels)
         return image
 
+    def remove_image(self, image: StoredImage) -> None:
+        self.cache.drop(image.id)
+        image.png_path.unlink(missing_ok=True)
+        image.preview_path.unlink(missing_ok=True)
+
     def remove_session(self, session_id: str, image_ids) -> None:
         for image_id in image_ids:
             self.cache.drop(image_id)

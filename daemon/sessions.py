@@ -115,6 +115,9 @@ class SessionManager:
         self.options = options
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
+        # Called with (session, image) once the image is on disk and before
+        # NewImage is announced (the outbox queues it there).
+        self.image_listeners: list = []
         devices.listeners.append(self.on_event)
 
     def start(self) -> None:
@@ -319,6 +322,12 @@ class SessionManager:
             image = self.folder.save(session.id, image_id, png=processed.png, preview=processed.preview,
                                      pixels=processed.pixels,
                                      image_info=self._image_info(image_id, processed, entry, info))
+            try:
+                for listener in self.image_listeners:
+                    listener(session, image)
+            except Exception:
+                self.folder.remove_image(image)    # not announced, so not kept either
+                raise
         except Exception as err:
             disk_full = isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
             log.error("session %s: exposure lost: %s", session.id, err, exc_info=not disk_full)

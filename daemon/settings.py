@@ -70,6 +70,18 @@ class AcquisitionSettings:
 
 
 @dataclass(frozen=True)
+class ForwardSettings:
+    # [[forward.targets]]: name, kind (eyened, v7, datamint, dicomweb), the
+    # outbox's own keys (concurrency, max_attempts, max_age_hours,
+    # backoff_base, backoff_max) and the platform's options.
+    targets: list = field(default_factory=list)
+    # [[forward.rules]]: target, source = "acquired", filter = "raw" | "unmap"
+    # | "select:MODE" | "supreme:TASK:SHARPNESS" | "ae:TASK:SHARPNESS".
+    rules: list = field(default_factory=list)
+    poll_seconds: int = 1
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "INFO"
 
@@ -82,6 +94,7 @@ class Settings:
     images: ImageSettings = field(default_factory=ImageSettings)
     drivers: DriverSettings = field(default_factory=DriverSettings)
     acquisition: AcquisitionSettings = field(default_factory=AcquisitionSettings)
+    forward: ForwardSettings = field(default_factory=ForwardSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     @property
@@ -103,6 +116,7 @@ _BOUNDS = {
     ("images", "png_compression"): (0, 9),
     ("images", "jpeg_quality"): (1, 100),
     ("drivers", "poll_seconds"): (1, 3600),
+    ("forward", "poll_seconds"): (1, 3600),
     ("acquisition", "gamma"): (0.1, 10.0),
     ("acquisition", "preview_max"): (16, 4096),
     ("acquisition", "min_free_mb"): (0, 10**7),
@@ -146,6 +160,15 @@ def _check(settings: Settings, source: str) -> None:
         if url.split("://", 1)[0].lower() not in SCHEMES:
             raise SettingsError(f"{source}: unknown sensor driver scheme in {url!r} "
                                 f"(known: {', '.join(s + '://' for s in SCHEMES)})")
+    names = [t.get("name") for t in settings.forward.targets if isinstance(t, dict)]
+    for i, rule in enumerate(settings.forward.rules):
+        if not isinstance(rule, dict) or set(rule) - {"target", "source", "filter"}:
+            raise SettingsError(f"{source}: forward.rules[{i}] takes target, source and filter")
+        if rule.get("target") not in names:
+            raise SettingsError(f"{source}: forward.rules[{i}] names no configured target "
+                                f"({rule.get('target')!r}; targets: {', '.join(map(str, names)) or 'none'})")
+        if rule.get("source", "acquired") != "acquired":
+            raise SettingsError(f"{source}: forward.rules[{i}].source must be \"acquired\"")
     for user, hashed in settings.auth.users.items():
         if not isinstance(hashed, str) or "$" not in hashed:
             raise SettingsError(

@@ -1,0 +1,216 @@
+"""The outbox and its delivery loop: durability, leases, backoff, dead letters, concurrency."""
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+
+from daemon.forwarder import Forwarder, Target, backoff, check_filter_spec
+from daemon.outbox import Outbox
+from daemon.platforms.base import Adapter, PermanentError, RetryableError
+from tests import images
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+class Scripted(Adapter):
+    """An adapter whose outcomes a test dictates, recording what it was given."""
+    kind = "scripted"
+
+    def __init__(self, outcomes=(), gate: threading.Event | None = None):
+        super().__init__(name="scripted", options={})
+        self.outcomes = list(outcomes)
+        self.calls = []
+        self.gate = gate
+        self.active = self.peak = 0
+        self._lock = threading.Lock()
+
+    def deliver(self, item):
+        with self._lock:
+            self.calls.append(item)
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            if self.gate is not None:
+                self.gate.wait(5)
+            outcome = self.outcomes.pop(0) if self.outcomes else {"id": item.image_id}
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+        finally:
+            with self._lock:
+                self.active -= 1
+
+
+@pytest.fixture
+def box(tmp_path):
+    clock = Clock()
+    outbox = Outbox(tmp_path / "outbox", clock=clock)
+    outbox.start()
+    yield outbox, clock
+    outbox.close()
+
+
+def queue_one(outbox, tmp_path, image_id="img-1", pairs=(("t", "raw"),)):
+    src = tmp_path / f"{image_id}-src.png"
+    src.write_bytes(images.png16(images.raw_image(20, 30)))
+    return outbox.add(list(pairs), image_id=image_id, image_info={"lutInfo": None},
+                      context={"patientId": "P"}, png_path=src)
+
+
+def run(forwarder, outbox, timeout=5.0):
+    """Tick until nothing is in flight."""
+    forwarder.tick()
+    deadline = time.monotonic() + timeout
+    while forwarder.in_flight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert forwarder.in_flight == 0
+
+
+def make_forwarder(outbox, tmp_path, adapter, clock, **target):
+    fw = Forwarder(outbox, {"t": Target(name="t", kind="scripted", adapter=adapter, **target)},
+                   work_dir=tmp_path / "work", clock=clock)
+    fw.start()
+    return fw
+
+
+def test_add_is_durable_and_once_per_pair(box, tmp_path):
+    outbox, _ = box
+    ids = queue_one(outbox, tmp_path, pairs=[("t", "raw"), ("u", "select:smooth")])
+    assert len(ids) == 2
+    assert queue_one(outbox, tmp_path, pairs=[("t", "raw")]) == []      # already queued
+    assert (outbox.files / "img-1.png").read_bytes() == (tmp_path / "img-1-src.png").read_bytes()
+    assert outbox.counts() == {"pending": 2}
+    outbox.close()
+    again = Outbox(tmp_path / "outbox")
+    again.start()
+    assert [e.image_id for e in again.list()] == ["img-1", "img-1"]
+    again.close()
+
+
+def test_leases_count_attempts_and_a_restart_voids_them(box, tmp_path):
+    outbox, clock = box
+    [entry_id] = queue_one(outbox, tmp_path)
+    [leased] = outbox.lease_due(exclude=set(), limit=5, lease_seconds=600)
+    assert leased.attempts == 1
+    assert outbox.lease_due(exclude=set(), limit=5, lease_seconds=600) == []   # leased: not due
+    outbox.close()                         # a crash mid-delivery
+    outbox.start()
+    [again] = outbox.lease_due(exclude=set(), limit=5, lease_seconds=600)
+    assert again.id == entry_id and again.attempts == 2
+
+
+def test_delivery_marks_delivered_and_frees_the_file(box, tmp_path):
+    outbox, clock = box
+    adapter = Scripted([{"id": "remote-1"}])
+    fw = make_forwarder(outbox, tmp_path, adapter, clock)
+    [entry_id] = queue_one(outbox, tmp_path)
+    run(fw, outbox)
+    entry = outbox.get(entry_id)
+    assert entry.state == "delivered" and entry.receipt == {"id": "remote-1"}
+    assert adapter.calls[0].png_path.name == "img-1.png" and adapter.calls[0].context == {"patientId": "P"}
+    assert not (outbox.files / "img-1.png").exists()
+    fw.close()
+
+
+def test_retry_after_is_honoured_and_backoff_grows(box, tmp_path):
+    outbox, clock = box
+    adapter = Scripted([RetryableError("busy", retry_after=7), RetryableError("down"),
+                        RetryableError("down"), {"id": "ok"}])
+    fw = make_forwarder(outbox, tmp_path, adapter, clock, backoff_base=2.0, backoff_max=600.0)
+    [entry_id] = queue_one(outbox, tmp_path)
+    run(fw, outbox)
+    entry = outbox.get(entry_id)
+    assert entry.state == "pending" and entry.next_attempt == clock.now + 7 and entry.last_error == "busy"
+    waits = []
+    for _ in range(2):
+        clock.now = outbox.get(entry_id).next_attempt
+        run(fw, outbox)
+        waits.append(outbox.get(entry_id).next_attempt - clock.now)
+    assert 2.0 <= waits[0] <= 4.0 and 4.0 <= waits[1] <= 8.0       # 4 s then 8 s, half of it random
+    clock.now += 10
+    run(fw, outbox)
+    assert outbox.get(entry_id).state == "delivered"
+    assert [c.attempt for c in adapter.calls] == [1, 2, 3, 4]
+    fw.close()
+
+
+def test_permanent_errors_and_too_many_attempts_dead_letter(box, tmp_path):
+    outbox, clock = box
+    adapter = Scripted([PermanentError("HTTP 403 forbidden")] + [RetryableError("down")] * 3)
+    fw = make_forwarder(outbox, tmp_path, adapter, clock, max_attempts=3)
+    [a] = queue_one(outbox, tmp_path, "img-a")
+    run(fw, outbox)
+    assert outbox.get(a).state == "dead" and "403" in outbox.get(a).last_error
+    [b] = queue_one(outbox, tmp_path, "img-b")
+    for _ in range(3):
+        run(fw, outbox)
+        clock.now += 10_000
+    entry = outbox.get(b)
+    assert entry.state == "dead" and "3 attempts" in entry.last_error
+    # An operator retries it: pending again, due now, and this time it goes through.
+    assert outbox.retry(b)
+    run(fw, outbox)
+    assert outbox.get(b).state == "delivered"
+    assert outbox.drop(a) and outbox.get(a) is None and not outbox.drop(a)
+    fw.close()
+
+
+def test_old_entries_are_dead_lettered(box, tmp_path):
+    outbox, clock = box
+    fw = make_forwarder(outbox, tmp_path, Scripted(), clock, max_age=3600.0)
+    [entry_id] = queue_one(outbox, tmp_path)
+    clock.now += 3601
+    run(fw, outbox)
+    assert outbox.get(entry_id).state == "dead" and "older than 1 h" in outbox.get(entry_id).last_error
+    fw.close()
+
+
+def test_concurrency_limit_per_target(box, tmp_path):
+    outbox, clock = box
+    gate = threading.Event()
+    adapter = Scripted(gate=gate)
+    fw = make_forwarder(outbox, tmp_path, adapter, clock, concurrency=2)
+    for i in range(5):
+        queue_one(outbox, tmp_path, f"img-{i}")
+    assert fw.tick() == 2 and fw.tick() == 0          # two in flight, the rest wait
+    gate.set()
+    deadline = time.monotonic() + 5
+    while outbox.counts().get("delivered", 0) < 5 and time.monotonic() < deadline:
+        fw.tick()
+        time.sleep(0.01)
+    assert outbox.counts() == {"delivered": 5} and adapter.peak == 2
+    fw.close()
+
+
+def test_filtered_entries_are_their_own_image(box, tmp_path):
+    outbox, clock = box
+    adapter = Scripted()
+    fw = make_forwarder(outbox, tmp_path, adapter, clock)
+    queue_one(outbox, tmp_path, "0b7c2ad6-3f5e-4a6f-9a55-2e7f3cf3a001", pairs=[("t", "select:edgePro")])
+    run(fw, outbox)
+    [item] = adapter.calls
+    assert item.image_id != "0b7c2ad6-3f5e-4a6f-9a55-2e7f3cf3a001" and not item.png_path.exists()
+    fw.close()
+
+
+def test_backoff_bounds():
+    rng = random.Random(1)
+    for attempts, full in [(1, 2), (2, 4), (5, 32), (20, 600)]:
+        for _ in range(50):
+            assert full / 2 <= backoff(attempts, base=2, cap=600, rng=rng) <= full
+
+
+@pytest.mark.parametrize("spec", ["blur", "select", "select:fancy", "supreme:general", "ae:hygiene:50",
+                                  "supreme:general:lots", "raw:x"])
+def test_bad_filter_specs_are_refused(spec):
+    with pytest.raises(ValueError):
+        check_filter_spec(spec)
