@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=serve)
     p = sub.add_parser("hash-password", help="read a password, print its hash for [auth.users]")
     p.set_defaults(func=hash_password)
-    from . import control_cli
-    control_cli.add_parsers(sub)
+    from . import client_cli
+    client_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 
