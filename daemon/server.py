@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 log = logging.getLogger("sensord.server")
@@ -52,13 +53,19 @@ class Server:
             log.exception("the HTTP server loop failed")
             raise
         finally:
-            server.close()          # the listener and waitress's wake-up trigger
+            # Listener first (accept nothing new), then the connections, then
+            # wait for the worker threads; the wake-up trigger goes last
+            # because a finishing task still pulls it.
+            wasyncore.dispatcher.close(server)
             for channel in list(server._map.values()):
+                if channel is server.trigger:
+                    continue
                 try:
                     channel.handle_close()
                 except Exception:
                     log.exception("closing a connection failed")
             server.task_dispatcher.shutdown()
+            server.trigger.close()
 
     def stop(self) -> None:
         """Ask the loop to end; safe from any thread and from a signal handler."""
