@@ -8,6 +8,7 @@ after a permanent failure, ``max_attempts`` tries or ``max_age_hours``.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import shutil
@@ -51,22 +52,32 @@ def backoff(attempts: int, *, base: float, cap: float, rng=random) -> float:
     return delay / 2 + rng.uniform(0, delay / 2)
 
 
-def filtered_png(path: Path, image_info: dict, spec: str) -> bytes:
-    """The PNG to send for a filter spec: 'raw', 'unmap', 'select:MODE',
-    'supreme:TASK:SHARPNESS' or 'ae:TASK:SHARPNESS'."""
+def filtered_image(path: Path, image_info: dict, spec: str) -> tuple[bytes, dict]:
+    """The PNG to send for a filter spec ('raw', 'unmap', 'select:MODE',
+    'supreme:TASK:SHARPNESS', 'ae:TASK:SHARPNESS') and the ImageInfo that
+    describes it: a filtered copy has its own pixel hash, and an unmapped one
+    no LUT."""
     data = path.read_bytes()
     if spec == "raw":
-        return data
+        return data, image_info
     pixels = pngcodec.decode_gray16(data, max_width=65535, max_height=65535)
     lut = Lut.from_info(image_info["lutInfo"]) if image_info.get("lutInfo") else None
     name, *args = spec.split(":")
+    info = dict(image_info)
     if name == "unmap":
         out = filters.lut_unmap(pixels, lut=lut) if lut else pixels
+        if lut:
+            info["lutInfo"] = None
+            info["bitsPerPixel"] = max(1, (lut.total_grays - 1).bit_length())   # 4096 grays: 12
     elif name == "select":
         out = filters.select(pixels, lut=lut, mode=args[0])
     else:
         out = getattr(filters, name)(pixels, lut=lut, task=args[0], sharpness=float(args[1]))
-    return pngcodec.encode_gray16(out)
+    alg = (image_info.get("pixelHash") or {}).get("alg", "MD5")
+    digest = hashlib.new(alg.lower(), out.astype("<u2").tobytes()).hexdigest()
+    info["pixelHash"] = {"alg": alg, "hash": digest}
+    info["filter"] = spec
+    return pngcodec.encode_gray16(out), info
 
 
 def check_filter_spec(spec: str) -> str:
@@ -150,15 +161,16 @@ class Forwarder:
                 self.outbox.dead(entry.id, f"older than {target.max_age / 3600:g} h; last error: "
                                            f"{entry.last_error}")
                 return
-            image_id, path = entry.image_id, entry.file
+            image_id, path, info = entry.image_id, entry.file, entry.image_info
             if entry.filter != "raw":
                 # A filtered copy is another image: its own id, hence its own UIDs and names.
                 image_id = str(uuid.uuid5(uuid.UUID(entry.image_id), entry.filter))
+                data, info = filtered_image(entry.file, entry.image_info, entry.filter)
                 work = self.work_dir / f"{entry.id}-{image_id}.png"
-                work.write_bytes(filtered_png(entry.file, entry.image_info, entry.filter))
+                work.write_bytes(data)
                 path = work
             item = Delivery(entry_id=entry.id, target=target.name, image_id=image_id, png_path=path,
-                            image_info=entry.image_info, context=entry.context, attempt=entry.attempts)
+                            image_info=info, context=entry.context, attempt=entry.attempts)
             started = time.monotonic()
             receipt = target.adapter.deliver(item)
             self.outbox.delivered(entry.id, receipt or {})

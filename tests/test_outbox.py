@@ -1,6 +1,7 @@
 """The outbox and its delivery loop: durability, leases, backoff, dead letters, concurrency."""
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
@@ -29,6 +30,7 @@ class Scripted(Adapter):
         super().__init__(name="scripted", options={})
         self.outcomes = list(outcomes)
         self.calls = []
+        self.pngs = []
         self.gate = gate
         self.active = self.peak = 0
         self._lock = threading.Lock()
@@ -36,6 +38,7 @@ class Scripted(Adapter):
     def deliver(self, item):
         with self._lock:
             self.calls.append(item)
+            self.pngs.append(item.png_path.read_bytes())
             self.active += 1
             self.peak = max(self.peak, self.active)
         try:
@@ -62,7 +65,8 @@ def box(tmp_path):
 def queue_one(outbox, tmp_path, image_id="img-1", pairs=(("t", "raw"),)):
     src = tmp_path / f"{image_id}-src.png"
     src.write_bytes(images.png16(images.raw_image(20, 30)))
-    return outbox.add(list(pairs), image_id=image_id, image_info={"lutInfo": None},
+    return outbox.add(list(pairs), image_id=image_id,
+                      image_info={"lutInfo": None, "pixelHash": {"alg": "MD5", "hash": "0" * 32}},
                       context={"patientId": "P"}, png_path=src)
 
 
@@ -199,6 +203,10 @@ def test_filtered_entries_are_their_own_image(box, tmp_path):
     run(fw, outbox)
     [item] = adapter.calls
     assert item.image_id != "0b7c2ad6-3f5e-4a6f-9a55-2e7f3cf3a001" and not item.png_path.exists()
+    # Its ImageInfo describes the filtered pixels, not the raw ones.
+    assert item.image_info["filter"] == "select:edgePro"
+    sent = images.decode(adapter.pngs[0])
+    assert item.image_info["pixelHash"] == {"alg": "MD5", "hash": hashlib.md5(sent.astype("<u2").tobytes()).hexdigest()}
     fw.close()
 
 
