@@ -1,0 +1,176 @@
+"""Forwarding through the running daemon: rules on acquired images, the
+forward and outbox endpoints, and a kill -9 with deliveries in flight."""
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests import images
+from tests.conftest import PASSWORD, USER, _password_hash
+from tests.fake_datamint import FakeDatamint
+from tests.loopback import free_port, serving
+from tests.modality import API, create_session, device_of, expose, subscribe_status
+from tests.test_api_images import assert_error
+
+ADMIN = "/api/sensord/v1"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def datamint():
+    fake = FakeDatamint()
+    with serving(fake.app) as url:
+        try:
+            yield fake, url
+        finally:
+            fake.faults.release()
+
+
+def target(url, **extra):
+    return {"name": "dm", "kind": "datamint", "url": url, "api_key": "key-1", "timeout": 2,
+            "backoff_base": 0.2, "backoff_max": 0.5, **extra}
+
+
+def wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_acquired_images_are_forwarded_with_their_context(serve, datamint):
+    fake, url = datamint
+    srv = serve(forward={"targets": [target(url)],
+                         "rules": [{"target": "dm", "source": "acquired", "filter": "raw"},
+                                   {"target": "dm", "source": "acquired", "filter": "select:edgePro"}]})
+    dev = device_of(srv, "Simradix Select")
+    sid = create_session(srv, dev["deviceId"], context={"patientId": "P-42", "studyDate": "2026-11-23"})["sessionId"]
+    _, info = expose(srv, sid, dev["deviceId"], subscribe_status(srv, sid), context={"tooth": "36"})
+    # Queued before NewImage: the outbox already knew the image when it was announced.
+    assert wait_until(lambda: len(fake.resources) == 2)
+    raw = next(r for r in fake.resources if r["filename"] == f"{info['id']}.png")
+    assert raw["metadata"]["context"] == {"patientId": "P-42", "studyDate": "2026-11-23", "tooth": "36"}
+    assert raw["metadata"]["pixelHash"] == info["pixelHash"]
+    assert raw["bytes"] == srv.http.get(info["imageUrl"]).content
+    box = srv.http.get(srv.url(ADMIN + "/outbox")).json()
+    assert box["counts"] == {"delivered": 2}
+    assert {e["filter"] for e in box["entries"]} == {"raw", "select:edgePro"}
+
+
+def test_forward_on_request_and_operator_endpoints(serve, datamint):
+    fake, url = datamint
+    srv = serve(forward={"targets": [target(url, max_attempts=2)]})
+    res = srv.http.post(srv.url("/api/dsio/filters/v1/images"), files=images.upload_files(
+        images.image_info(), images.png16(images.raw_image()))).json()
+    fake.faults.fail(2, status=500, path="/resources", method="POST")     # both allowed attempts fail
+    queued = srv.http.post(srv.url(ADMIN + "/forward"), json={"target": "dm", "resourceId": res["id"],
+                                                              "filter": "unmap", "context": {"patientId": "P-1"}})
+    assert queued.status_code == 202
+    [entry_id] = queued.json()["entries"]
+    assert wait_until(lambda: srv.http.get(srv.url(ADMIN + "/outbox?state=dead")).json()["entries"])
+    dead = srv.http.get(srv.url(ADMIN + "/outbox?state=dead")).json()["entries"][0]
+    assert dead["id"] == entry_id and "500" in dead["lastError"] and dead["attempts"] == 2
+    assert srv.http.post(srv.url(f"{ADMIN}/outbox/{entry_id}/retry")).status_code == 200
+    assert wait_until(lambda: srv.http.get(srv.url(ADMIN + "/outbox")).json()["counts"] == {"delivered": 1})
+    assert [r["metadata"]["context"]["patientId"] for r in fake.resources] == ["P-1"]
+    assert_error(srv.http.post(srv.url(f"{ADMIN}/outbox/{entry_id}/retry")), 409, "delivered")
+    assert srv.http.delete(srv.url(f"{ADMIN}/outbox/{entry_id}")).status_code == 204
+    assert_error(srv.http.delete(srv.url(f"{ADMIN}/outbox/{entry_id}")), 404)
+    for body, status in [({"target": "nope", "resourceId": res["id"]}, 400),
+                         ({"target": "dm", "resourceId": "missing"}, 404),
+                         ({"target": "dm", "resourceId": res["id"], "filter": "blur"}, 400),
+                         ({"target": "dm", "sessionId": "s", "imageId": "i"}, 404),
+                         ({"target": "dm", "resourceId": res["id"], "colour": 1}, 400)]:
+        assert_error(srv.http.post(srv.url(ADMIN + "/forward"), json=body), status)
+    assert_error(srv.http.get(srv.url(ADMIN + "/outbox?state=lost")), 400)
+
+
+def test_bad_targets_stop_the_start(tmp_path):
+    from daemon.service import Sensord
+    from daemon.settings import SettingsError
+    from tests.conftest import make_settings
+
+    with pytest.raises(ValueError, match="pasword"):
+        Sensord(make_settings(tmp_path, forward={"targets": [
+            {"name": "dm", "kind": "datamint", "api_key": "k", "pasword": "x"}]}))
+    with pytest.raises(ValueError, match="ftp"):
+        Sensord(make_settings(tmp_path, forward={"targets": [{"name": "dm", "kind": "ftp"}]}))
+    with pytest.raises(SettingsError, match="no configured target"):
+        make_settings(tmp_path, forward={"rules": [{"target": "dm"}]})
+
+
+def _start(config: Path, port: int, state: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "daemon.cli", "serve", "--config", str(config),
+                             "--port", str(port), "--state-dir", str(state)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_kill_9_with_deliveries_in_flight_loses_nothing_and_sends_nothing_twice(tmp_path, datamint):
+    fake, url = datamint
+    # Every upload is stored, then its answer is held past the client's timeout:
+    # the daemon is killed while deliveries are in flight and answers are lost.
+    fake.faults.lose(3.0, times=4, path="/resources", method="POST")
+    config = tmp_path / "sensord.toml"
+    config.write_text(f"""
+[auth.users]
+{USER} = "{_password_hash()}"
+[drivers]
+urls = ["sim://?models=select0&time_scale=0.01"]
+[[forward.targets]]
+name = "dm"
+kind = "datamint"
+url = "{url}"
+api_key = "key-1"
+timeout = 2
+concurrency = 2
+backoff_base = 0.2
+backoff_max = 0.5
+[[forward.rules]]
+target = "dm"
+source = "acquired"
+""")
+    port, state = free_port(), tmp_path / "state"
+    base = f"http://127.0.0.1:{port}"
+    http = requests.Session()
+    http.auth = (USER, PASSWORD)
+    proc = _start(config, port, state)
+    try:
+        assert wait_until(lambda: _up(http, base), 30)
+        dev = http.get(base + API + "/devices").json()[0]["deviceId"]
+        sid = http.post(base + API + "/acquisition", json={"deviceId": dev}).json()["sessionId"]
+        srv = collections.namedtuple("Srv", "http url")(http, lambda p: base + p)
+        stream = subscribe_status(srv, sid)
+        acquired = [expose(srv, sid, dev, stream)[1]["id"] for _ in range(5)]
+        stream.close()
+        assert wait_until(lambda: fake.upload_calls >= 2)        # deliveries are under way
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        stored_at_kill = len(fake.resources)
+        assert stored_at_kill < 5                                 # the kill came mid-way
+
+        proc = _start(config, port, state)
+        assert wait_until(lambda: _up(http, base), 30)
+        assert wait_until(lambda: http.get(base + ADMIN + "/outbox").json()["counts"] == {"delivered": 5}, 30), \
+            http.get(base + ADMIN + "/outbox").json()
+        names = [r["filename"] for r in fake.resources]
+        assert sorted(names) == sorted(f"{i}.png" for i in acquired)   # every image, none twice
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _up(http, base) -> bool:
+    try:
+        return http.get(base + API, timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
