@@ -2,7 +2,7 @@
 import importlib
 import sys
 
-BENCHES = ["filters_http", "acquisition", "pipeline"]
+BENCHES = ["filters_http", "pipeline", "acquisition", "forwarding"]
 
 names = sys.argv[1:] or BENCHES
 for name in names:

@@ -85,7 +85,11 @@ class Outbox:
         self.files.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.root / "outbox.db", check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")    # a commit is on disk when it returns
+        # Bookkeeping (leases, outcomes) commits without fsync: a process crash
+        # keeps it (WAL), a power cut may undo the last few, which only means a
+        # delivery is repeated, and deliveries are idempotent. add() commits
+        # with FULL: a queued image is acknowledged only once it is on disk.
+        db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(SCHEMA)
         self._db = db
         with self._lock:
@@ -142,6 +146,7 @@ class Outbox:
         now = self.clock()
         ids = []
         with self._lock:
+            self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for target, filter_spec in targets:
@@ -156,6 +161,8 @@ class Outbox:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            finally:
+                self._db.execute("PRAGMA synchronous=NORMAL")
         return ids
 
     # -- reading ---------------------------------------------------------
