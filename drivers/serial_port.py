@@ -1,6 +1,7 @@
 """Driver for one sensor interface on a serial port: ``serial:///dev/ttyUSB0``.
 
 It only moves bytes and keeps link state; the wire format is ``serial_wire``
+and ``serial_frames``, options and the Device/state mapping ``serial_device``
 (SERIAL_PROTOCOL.md, which also tables every event this driver reports).
 One reader thread owns the port: it reads, decodes, assembles frames, runs
 the timers and is the only caller of ``emit``, so events keep wire order.
@@ -20,42 +21,21 @@ import os
 import stat
 import threading
 import time
-import uuid
 from dataclasses import dataclass, replace
 from typing import Optional
-from urllib.parse import parse_qsl, urlsplit
 
 import serial
 
 from . import serial_wire as w
-from .base import Device, DeviceEvent, Driver, DriverError, FrameEvent, Sensor, StateEvent
+from .base import Device, DeviceEvent, Driver, DriverError, FrameEvent, StateEvent
+from .serial_device import FAULTS, battery_percent, device_from, parse_options, parse_url, status_state
+from .serial_frames import FrameAssembler, FrameError
+
+__all__ = ["DRIVER_CLASS", "SerialDriver", "list_ports", "parse_url"]
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {
-    "baudrate": 921600,
-    "read_timeout": 0.05,      # longest a read blocks before timers are checked
-    "ack_timeout": 1.0,        # arm/disarm wait for their ACK
-    "identify_timeout": 1.0,   # wait for IDENT + STATUS after opening the port
-    "silence_timeout": 2.0,    # no byte this long while expecting some: cable gone
-    "poll_interval": 0.5,      # STATUS poll when idle (0: off); doubles as keepalive
-    "retry_interval": 1.0,     # reopen attempts while the link is down
-    "removal_grace": 3.0,      # port path absent this long: device removed
-    "stall_timeout": 0.3,      # quiet line with a half message buffered: drop it
-}
-_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "sensord:serial")
 _PORT_ERRORS = (serial.SerialException, OSError)
-
-# Same conventions as drivers/sim.py: Ready means armed; an idle (unarmed)
-# device reports nothing, except Initializing when it appears or a fault clears.
-_STATE_NAMES = {
-    w.DeviceState.INITIALIZING: ("Initializing", ""),
-    w.DeviceState.IDLE: None,
-    w.DeviceState.ARMED: ("Ready", ""),
-    w.DeviceState.READING: ("Reading", ""),
-    w.DeviceState.ERROR: ("Error", "sensor reports an error"),
-}
-_FAULTS = ("NoHardware", "NoSensor", "LowBattery", "Error")
 
 
 def list_ports(pattern: str = "/dev/ttyUSB*") -> list[str]:
@@ -67,25 +47,6 @@ def list_ports(pattern: str = "/dev/ttyUSB*") -> list[str]:
                 out.append(path)
         except OSError:
             pass   # vanished or dangling link
-    return out
-
-
-def parse_url(url: str) -> tuple[str, dict]:
-    """``serial:///dev/ttyUSB0?baudrate=115200`` -> (path, options from the query)."""
-    rest = url.split("://", 1)[1] if "://" in url else ""
-    path = rest.split("?", 1)[0]
-    if not path:
-        raise ValueError(f"no port path in {url!r} (expected serial:///dev/ttyUSB0)")
-    return path, dict(parse_qsl(urlsplit(url).query))
-
-
-def _settings(options: dict) -> dict:
-    unknown = set(options) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown serial driver option(s): {', '.join(sorted(unknown))}")
-    out = dict(DEFAULTS)
-    for key, value in options.items():
-        out[key] = type(DEFAULTS[key])(float(value)) if key == "baudrate" else float(value)
     return out
 
 
@@ -103,7 +64,7 @@ class SerialDriver(Driver):
     def __init__(self, url: str, *, emit, options: Optional[dict] = None):
         super().__init__(url, emit=emit, options=options)
         self.path, url_options = parse_url(url)
-        self.cfg = _settings({**url_options, **self.options})
+        self.cfg = parse_options({**url_options, **self.options})
         self._lock = threading.Lock()          # _device, _listed, _up, _pending, _tag
         self._write_lock = threading.Lock()    # _port writes and close
         self._stop = threading.Event()
@@ -120,7 +81,7 @@ class SerialDriver(Driver):
         self._probe: Optional[dict] = None     # replies gathered while identifying
         self._probe_deadline = 0.0
         self._status: Optional[w.Status] = None
-        self._frame: Optional[w.FrameAssembler] = None
+        self._frame: Optional[FrameAssembler] = None
         self._read_started = 0.0
         self._last_state: Optional[tuple] = None
         self._fault_shown = True               # the daemon's view is a fault, or empty
@@ -368,7 +329,7 @@ class SerialDriver(Driver):
                     self._link_up(self._probe[w.Ident], self._probe[w.Status])
             return   # anything else before identification is stale
         if isinstance(msg, w.Ident):
-            self._publish(self._device_from(msg, self._status), reconnect=False)
+            self._publish(device_from(self.path, msg, self._status), reconnect=False)
             self._report(self._status)
         elif isinstance(msg, w.Status):
             self._on_status(msg)
@@ -378,7 +339,7 @@ class SerialDriver(Driver):
         elif isinstance(msg, w.ExposureStart):
             if self._frame is not None:
                 self._reject(f"frame {self._frame.start.frame_id} abandoned by a new exposure")
-            self._frame = w.FrameAssembler(msg)
+            self._frame = FrameAssembler(msg)
             self._read_started = now
             self._emit_state("Reading", "")
         elif isinstance(msg, w.Chunk):
@@ -394,7 +355,7 @@ class SerialDriver(Driver):
             return
         try:
             pixels = frame.finish(msg)
-        except w.FrameError as e:
+        except FrameError as e:
             self._reject(str(e))
             return
         self.stats["frames"] += 1
@@ -415,7 +376,7 @@ class SerialDriver(Driver):
         if self._frame is not None and msg.state != w.DeviceState.READING:
             self._reject(f"frame {self._frame.start.frame_id} end lost")
         if old is None or old.battery != msg.battery:
-            device = self._device.with_(battery_percent=self._battery(msg))
+            device = self._device.with_(battery_percent=battery_percent(msg))
             if device != self._device:
                 self._publish(device, reconnect=False)
         if (msg.state != w.DeviceState.NO_SENSOR) != (self._device.sensor is not None):
@@ -426,12 +387,7 @@ class SerialDriver(Driver):
         self._report(msg)
 
     def _report(self, msg: w.Status) -> None:
-        if msg.state == w.DeviceState.NO_SENSOR:
-            state = "NoSensor", ""
-        elif msg.battery_low and msg.state != w.DeviceState.READING:
-            state = "LowBattery", f"battery {msg.battery}%"
-        else:
-            state = _STATE_NAMES.get(msg.state, ("Error", f"unknown device state {msg.state}"))
+        state = status_state(msg)
         if state is None:   # idle: silent, unless the daemon still shows a fault
             if not self._fault_shown:
                 return
@@ -444,7 +400,7 @@ class SerialDriver(Driver):
         self._last_poll = time.monotonic()
         with self._lock:
             self._up = True
-        self._publish(self._device_from(ident, status), reconnect=True)
+        self._publish(device_from(self.path, ident, status), reconnect=True)
         self._last_state, self._fault_shown = None, True   # a fresh device needs a state
         self._report(status)
         self._first_attempt.set()
@@ -462,28 +418,11 @@ class SerialDriver(Driver):
         elif reconnect or device != old:
             self.emit(DeviceEvent("changed", device))
 
-    def _battery(self, status: Optional[w.Status]) -> Optional[float]:
-        if status is None or status.battery is None:
-            return None
-        return float(status.battery)
-
-    def _device_from(self, ident: w.Ident, status: Optional[w.Status]) -> Device:
-        s = ident.sensor
-        sensor = None if s is None else Sensor(
-            model_name=s.model, serial_number=s.serial, brand=s.brand, family=s.family,
-            size=s.size, width=s.width, height=s.height, supports_binning=s.supports_binning,
-            version=s.firmware, bits=s.bits, pixel_size_mm=s.pixel_pitch_nm / 1e6)
-        return Device(
-            device_id=str(uuid.uuid5(_NAMESPACE, f"{self.path}|{ident.serial}")),
-            name=f"{ident.model}: {ident.serial}", interface_type="serial",
-            model_name=ident.model, serial_number=ident.serial, version=ident.firmware,
-            sensor=sensor, battery_percent=self._battery(status) if ident.battery_powered else None)
-
     def _emit_state(self, state: str, detail: str, *, fault: Optional[bool] = None) -> None:
         if self._device is None or (state, detail) == self._last_state:
             return
         self._last_state = (state, detail)
-        self._fault_shown = state in _FAULTS if fault is None else fault
+        self._fault_shown = state in FAULTS if fault is None else fault
         self.emit(StateEvent(self._device.device_id, state, detail))
 
 

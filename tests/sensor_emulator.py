@@ -30,6 +30,7 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
+from drivers import serial_frames as f
 from drivers import serial_wire as w
 
 State = w.DeviceState
@@ -213,7 +214,7 @@ class SensorEmulator:
         frame_id, binned = self._frame_id, self.binning
         shape = (self.height // 2, self.width // 2) if binned else (self.height, self.width)
         pixels = self.pixels_for(frame_id, shape)
-        messages = w.encode_image(frame_id, pixels, binned=binned, chunk_size=self.chunk_size)
+        messages = f.encode_image(frame_id, pixels, binned=binned, chunk_size=self.chunk_size)
         middle = len(messages) // 2   # a CHUNK: index 0 is EXPOSURE, -1 is FRAME_END
         assert len(messages) > 3, "frames need 2+ chunks for the damage controls"
         if self._drop_bytes:

@@ -6,6 +6,7 @@ import zlib
 import numpy as np
 import pytest
 
+from drivers import serial_frames as f
 from drivers import serial_wire as w
 
 SENSOR = w.SensorDesc("Emu 2", "SN-1", "Emulated", "Supreme", 2, 1200, 854, 12, True, 18500, "3.1.4")
@@ -244,12 +245,12 @@ def test_random_noise_never_raises():
 
 def _frame(width=64, height=48, seed=1, chunk_size=1000):
     pixels = np.random.default_rng(seed).integers(0, 4096, (height, width), dtype=np.uint16)
-    msgs, _ = decode_all(b"".join(w.encode_image(5, pixels, chunk_size=chunk_size)))
+    msgs, _ = decode_all(b"".join(f.encode_image(5, pixels, chunk_size=chunk_size)))
     return pixels, msgs[0], msgs[1:-1], msgs[-1]
 
 
 def _assemble(start, chunks, end):
-    a = w.FrameAssembler(start)
+    a = f.FrameAssembler(start)
     for c in chunks:
         a.add(c)
     return a.finish(end)
@@ -280,20 +281,20 @@ def test_assembler_realistic_frame():
 ])
 def test_assembler_rejects_damaged_frames(damage, reason):
     _, start, chunks, end = _frame()
-    with pytest.raises(w.FrameError, match=reason):
+    with pytest.raises(f.FrameError, match=reason):
         _assemble(start, damage(chunks), end)
 
 
 def test_assembler_rejects_wrong_frame_end():
     _, start, chunks, end = _frame()
-    with pytest.raises(w.FrameError, match="CRC"):
+    with pytest.raises(f.FrameError, match="CRC"):
         _assemble(start, chunks, w.FrameEnd(5, end.chunk_count, end.total_bytes, end.crc32 ^ 1))
-    with pytest.raises(w.FrameError, match="frame end of frame 6"):
+    with pytest.raises(f.FrameError, match="frame end of frame 6"):
         _assemble(start, chunks, w.FrameEnd(6, end.chunk_count, end.total_bytes, end.crc32))
 
 
 def test_assembler_rejects_overrun():
     _, start, chunks, end = _frame()
     last = chunks[-1]
-    with pytest.raises(w.FrameError, match="overruns"):
+    with pytest.raises(f.FrameError, match="overruns"):
         _assemble(start, chunks[:-1] + [w.Chunk(5, last.seq, last.offset, last.data + b"zz")], end)
