@@ -301,3 +301,28 @@ def test_admin_controls_errors(serve):
     assert_error(control(srv, dev, "battery", volts=3), 400, "volts")
     assert_error(srv.http.post(srv.url(f"{ADMIN}/devices/{dev}/expose"), data=b"[",
                                headers={"Content-Type": "application/json"}), 400)
+
+
+def test_low_disk_refuses_sessions_with_507(serve):
+    srv = serve(acquisition={"min_free_mb": 10_000_000})      # more than any disk here has free
+    assert_error(srv.http.post(srv.url(API + "/acquisition"), json={"deviceId": devices(srv)[0]["deviceId"]}),
+                 507, "storage")
+
+
+def test_low_disk_during_a_session_reports_insufficient_storage(serve):
+    srv = serve()
+    sid = create_session(srv, devices(srv)[0]["deviceId"])["sessionId"]
+    srv.daemon.sessions.options = type(srv.daemon.sessions.options)(min_free_bytes=1 << 62)
+    assert put_info(srv, sid, enable=True).status_code == 200
+    status = srv.http.get(srv.url(f"{API}/acquisition/{sid}/status")).json()
+    assert status["state"] == "InsufficientStorage" and status["ready"] is False
+
+
+def test_sha256_pixel_hash_when_configured(serve):
+    srv = serve(acquisition={"hash_alg": "SHA256", "preview_max": 64})
+    dev = device_of(srv, "Simradix Select")
+    sid = create_session(srv, dev["deviceId"])["sessionId"]
+    _, info = expose(srv, sid, dev["deviceId"], subscribe_status(srv, sid))
+    pixels = images.decode(srv.http.get(info["imageUrl"]).content)
+    assert info["pixelHash"] == {"alg": "SHA256", "hash": hashlib.sha256(pixels.astype("<u2").tobytes()).hexdigest()}
+    assert max(Image.open(io.BytesIO(srv.http.get(info["previewUrl"]).content)).size) == 64
