@@ -237,7 +237,7 @@ class SessionManager:
         entry = self.devices.find(session.device_id)
         if entry is None or not entry.present:
             return                      # armed again when the device returns
-        session.sensor_ready = session.sensor_ready and session.armed
+        session.sensor_ready = False    # both drivers report Ready after every arm
         try:
             entry.driver.arm(session.device_id, binning=session.info["binning"] == "Binned2x2")
             session.armed = True
