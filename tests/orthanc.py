@@ -1,0 +1,167 @@
+"""A real DICOMweb archive for the tests: Debian's Orthanc with its DICOMweb plugin.
+
+``orthanc`` (session scope) makes sure the packages are installed (as root it
+runs ``apt-get install orthanc orthanc-dicomweb`` once; elsewhere, or if that
+fails, the tests that need it are skipped with the reason), writes a config
+in a temporary folder (storage, index and log all inside it, HTTP and DICOM
+on free loopback ports, Basic auth on, only the DICOMweb plugin loaded) and
+runs ``Orthanc --logfile=... CONFIG`` as a child process until the session
+ends. Debian's own service runs ``Orthanc --logdir=/var/log/orthanc
+/etc/orthanc`` as the ``orthanc`` user; none of that is used here.
+
+``archive`` (function scope) hands out the same server emptied of the
+previous test's instances, plus small helpers over Orthanc's own REST API.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+import pytest
+import requests
+
+from tests.loopback import free_port
+
+ORTHANC = Path("/usr/sbin/Orthanc")
+PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))
+USER, PASSWORD = "sensord", "archive-secret"
+START_TIMEOUT = 30.0
+
+
+def dicomweb_plugin() -> Path | None:
+    for folder in PLUGIN_DIRS:
+        for path in sorted(folder.glob("libOrthancDicomWeb.so*")):
+            return path
+    return None
+
+
+def ensure_installed() -> Path:
+    """The DICOMweb plugin's path, installing Debian's packages once if needed."""
+    plugin = dicomweb_plugin()
+    if ORTHANC.exists() and plugin is not None:
+        return plugin
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip("Orthanc is not installed and this is not a root Debian machine "
+                    "(apt-get install orthanc orthanc-dicomweb)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-q"],
+                    ["apt-get", "install", "-y", "-q", "orthanc", "orthanc-dicomweb"]):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            pytest.skip(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    plugin = dicomweb_plugin()
+    if not ORTHANC.exists() or plugin is None:
+        pytest.skip("orthanc and orthanc-dicomweb installed, but Orthanc or its DICOMweb plugin is missing")
+    return plugin
+
+
+def write_config(folder: Path, plugin: Path) -> dict:
+    config = {
+        "Name": "sensord-tests",
+        "StorageDirectory": str(folder / "storage"),
+        "IndexDirectory": str(folder / "index"),
+        "StorageCompression": False,
+        "HttpPort": free_port(),
+        "DicomPort": free_port(),
+        "DicomAlwaysAllowStore": False,  # no C-STORE from anywhere into the test archive
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": True,
+        "RegisteredUsers": {USER: PASSWORD},
+        "HttpDescribeErrors": True,
+        "HttpThreadsCount": 8,
+        "ConcurrentJobs": 1,
+        "SaveJobs": False,
+        "OverwriteInstances": False,     # Orthanc's default, stated: a second copy is not stored
+        "Plugins": [str(plugin)],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
+    }
+    (folder / "orthanc.json").write_text(json.dumps(config, indent=2))
+    return config
+
+
+@dataclass
+class Orthanc:
+    base: str          # Orthanc's REST API, e.g. http://127.0.0.1:PORT
+    dicomweb: str      # the DICOMweb root: base + /dicom-web
+    username: str
+    password: str
+    log: Path
+
+    def rest(self) -> requests.Session:
+        http = requests.Session()
+        http.auth = (self.username, self.password)
+        return http
+
+    def instances(self) -> list[str]:
+        with self.rest() as http:
+            response = http.get(f"{self.base}/instances", timeout=10)
+            response.raise_for_status()
+            return response.json()
+
+    def instance_file(self, orthanc_id: str) -> pydicom.Dataset:
+        from io import BytesIO
+        with self.rest() as http:
+            response = http.get(f"{self.base}/instances/{orthanc_id}/file", timeout=10)
+            response.raise_for_status()
+            return pydicom.dcmread(BytesIO(response.content))
+
+    def clear(self) -> None:
+        with self.rest() as http:
+            for patient in http.get(f"{self.base}/patients", timeout=10).json():
+                http.delete(f"{self.base}/patients/{patient}", timeout=10).raise_for_status()
+
+
+def _wait_up(process: subprocess.Popen, base: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"Orthanc exited with {process.returncode}:\n{_tail(log)}")
+        try:
+            if requests.get(f"{base}/system", auth=(USER, PASSWORD), timeout=1).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"Orthanc did not answer /system within {START_TIMEOUT:g} s:\n{_tail(log)}")
+
+
+def _tail(log: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    plugin = ensure_installed()
+    folder = tmp_path_factory.mktemp("orthanc")
+    config = write_config(folder, plugin)
+    log = folder / "orthanc.log"
+    base = f"http://127.0.0.1:{config['HttpPort']}"
+    process = subprocess.Popen([str(ORTHANC), f"--logfile={log}", "--no-jobs", str(folder / "orthanc.json")],
+                               cwd=folder, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        _wait_up(process, base, log)
+        yield Orthanc(base=base, dicomweb=f"{base}/dicom-web", username=USER, password=PASSWORD, log=log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture
+def archive(orthanc):
+    """The session's Orthanc, with no instance left from another test."""
+    orthanc.clear()
+    return orthanc
