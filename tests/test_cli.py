@@ -90,3 +90,32 @@ def test_expose_and_battery_from_the_command_line(serve):
     refused = cli("expose", dev)
     assert refused.returncode == 1 and "409" in refused.stderr
     assert srv.http.get(srv.url(f"{API}/acquisition/{sid}/status")).json()["totalImages"] == 1
+
+
+def test_outbox_from_the_command_line(serve):
+    from tests.conftest import PASSWORD, USER
+    from tests.loopback import closed_port_url
+    from tests import images
+
+    target = {"name": "dm", "kind": "datamint", "url": closed_port_url(), "api_key": "k", "max_attempts": 1}
+    srv = serve(forward={"targets": [target]})
+    res = srv.http.post(srv.url("/api/dsio/filters/v1/images"), files=images.upload_files(
+        images.image_info(), images.png16(images.raw_image()))).json()
+    [entry] = srv.http.post(srv.url("/api/sensord/v1/forward"), json={"target": "dm", "resourceId": res["id"]}).json()["entries"]
+    env = {**os.environ, "SENSORD_USER": USER, "SENSORD_PASSWORD": PASSWORD}
+
+    def cli(*words):
+        return subprocess.run(SENSORD + ["outbox", *words, "--url", srv.base], capture_output=True, text=True,
+                              env=env, cwd=ROOT, timeout=60)
+
+    deadline = time.monotonic() + 10
+    while "dead" not in (listed := cli("list", "--state", "dead")).stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert listed.returncode == 0 and f"{entry:>6}  dead" in listed.stdout and "ConnectionError" in listed.stdout
+    assert cli("retry", str(entry)).returncode == 0
+    assert cli("drop", "999").returncode == 1
+    deadline = time.monotonic() + 10
+    while cli("drop", str(entry)).returncode != 0:       # in flight again after the retry: wait
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert "the outbox is empty" in cli("list").stdout
