@@ -20,6 +20,7 @@ def _logging(level: str) -> None:
 
 def serve(args) -> int:
     from .app import create_app
+    from .lifecycle import Lifecycle
     from .server import Server
     from .service import Sensord
 
@@ -44,8 +45,12 @@ def serve(args) -> int:
         daemon.close()
         return 1
 
+    life = Lifecycle(daemon, server)      # what systemd is told (nothing without it)
+
     def stop(signum, frame):
-        log.info("%s: stopping", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        log.info("%s: stopping", name)
+        life.stopping(f"{name}: stopping")
         daemon.end_event_streams()
         server.stop()
 
@@ -53,9 +58,11 @@ def serve(args) -> int:
     signal.signal(signal.SIGINT, stop)
     log.info("listening on http://%s:%s, state in %s", settings.server.host,
              server.port, settings.store.state_dir)
+    life.ready()        # the socket listens and the drivers have enumerated
     try:
         server.run()
     finally:
+        life.close()
         daemon.close()
     return 0
 
