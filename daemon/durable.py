@@ -6,13 +6,21 @@ directory so the rename itself survives power loss.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 
 def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    """Make a rename in ``path`` durable. Some file systems (network shares)
+    cannot fsync a folder; there the rename is as durable as they make it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
     try:
         os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 
@@ -26,16 +34,23 @@ def write_file(path: Path, data: bytes, *, sync: bool = True) -> None:
             os.fsync(f.fileno())
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a reader sees the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+def write_atomic(path: Path, data: bytes, *, check=None):
+    """Replace ``path`` with ``data`` so a reader sees the old or the new file, never half.
+
+    ``check(bytes_read_back)``, when given, runs on the temporary file as read
+    from the disk (or the mounted share) before the rename; if it raises,
+    nothing appears at ``path``. Returns what ``check`` returned.
+    """
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        result = check(tmp.read_bytes()) if check is not None else None
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+    return result

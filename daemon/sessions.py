@@ -27,7 +27,7 @@ from drivers.base import DeviceEvent, DriverError, Event, FrameEvent, StateEvent
 
 from . import pipeline
 from .acquisition_info import parse_acquisition_info
-from .devices import FAULTS, DeviceInUse, DeviceNotFound, DeviceRegistry, device_json, sensor_json
+from .devices import FAULTS, DeviceInUse, DeviceRegistry, device_json, sensor_json
 from .events import Hub, SubscriberLimit
 from .session_images import ImageFolder, StoredImage
 from .timefmt import iso

@@ -73,7 +73,7 @@ def test_delivery_places_the_file_and_imports_the_hierarchy(platform, share, ada
     expected_path = f"sensord/P-0001/2026-11-23/{item.image_id}.png"
     assert record["DatasetIdentifier"] == expected_path
     assert record["bytes"] == item.png_path.read_bytes()
-    assert not list(share.rglob("*.part"))
+    assert not list(share.rglob(".*.tmp-*"))           # no temporary file left behind
     assert (record["project"], record["patient"], record["study_date"]) == ("Dental", "P-0001", "2026-11-23")
     assert fake.patients[("Dental", "P-0001")] == {"BirthDate": "1980-04-02", "Sex": "F"}
     assert fake.studies[("Dental", "P-0001", "2026-11-23")] == {"StudyDate": "2026-11-23",

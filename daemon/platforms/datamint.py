@@ -36,31 +36,22 @@ import re
 
 import requests
 
+from . import options as options_mod
+from .options import REQUIRED, checker as _checker
 from .base import Adapter, Delivery, PermanentError, RetryableError, check_response, transport
 
 DEFAULT_URL = "https://api.datamint.io"
 MIMETYPE = "image/png"
 LOOKUP_LIMIT = 100
 
-_REQUIRED = object()
 
 
 # -- options -------------------------------------------------------------------------------------
 
-def _check(test, wanted):
-    """A checker: ValueError("must be <wanted>, got <value>") unless test(value)."""
-    def check(value):
-        if not test(value):
-            raise ValueError(f"must be {wanted}, got {value!r}")
-        return value
-    return check
-
-
-_text = _check(lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string")
-_boolean = _check(lambda v: isinstance(v, bool), "true or false")
-_seconds = _check(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 3600,
+_text, _boolean = options_mod.text, options_mod.boolean
+_seconds = _checker(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 3600,
                   "a number of seconds in (0, 3600)")
-_tags = _check(lambda v: isinstance(v, list) and all(isinstance(t, str) and t.strip() and "," not in t for t in v),
+_tags = _checker(lambda v: isinstance(v, list) and all(isinstance(t, str) and t.strip() and "," not in t for t in v),
                "a list of non-empty strings without commas")
 
 
@@ -71,29 +62,14 @@ def _url(value):
 
 
 OPTIONS = {
-    "url": (_url, DEFAULT_URL), "api_key": (_text, _REQUIRED), "channel": (_text, None),
+    "url": (_url, DEFAULT_URL), "api_key": (_text, REQUIRED), "channel": (_text, None),
     "modality": (_text, "IO"), "tags": (_tags, []), "publish": (_boolean, False), "timeout": (_seconds, 30),
 }
 
 
 def parse_options(target: str, options: dict) -> dict:
     """Checked options with defaults; ValueError names the target and the key."""
-    for key in options:
-        if key not in OPTIONS:
-            raise ValueError(f"target {target!r}: unknown option {key!r} for datamint "
-                             f"(known: {', '.join(OPTIONS)})")
-    parsed = {}
-    for key, (check, default) in OPTIONS.items():
-        if key not in options:
-            if default is _REQUIRED:
-                raise ValueError(f"target {target!r}: missing option {key!r} for datamint")
-            parsed[key] = default
-            continue
-        try:
-            parsed[key] = check(options[key])
-        except ValueError as err:
-            raise ValueError(f"target {target!r}: option {key!r} for datamint {err}") from None
-    return parsed
+    return options_mod.parse("datamint", target, options, OPTIONS)
 
 
 # -- the request, from the delivery (pure) ---------------------------------------------------------

@@ -47,7 +47,6 @@ timeout             optional  seconds per HTTP call, default 30
 """
 from __future__ import annotations
 
-import os
 import re
 import string
 import threading
@@ -58,6 +57,9 @@ from pathlib import Path, PurePosixPath
 
 import requests
 
+from . import options as options_mod
+from .options import REQUIRED, checker as _checker
+from ..durable import write_atomic
 from .base import Adapter, Delivery, PermanentError, RetryableError, check_response, transport
 
 MODALITIES = ("AdaptiveOptics", "ColorFundus", "ColorFundusStereo", "RedFreeFundus", "ExternalEye",
@@ -67,7 +69,6 @@ DICOM_MODALITIES = ("OP", "OPT", "SC")
 DEFAULT_SUBFOLDER = "sensord/{patientId}/{studyDate}"
 TOKEN_MARGIN = 60.0          # renew this long before expiry (at most a tenth of the lifetime)
 
-_REQUIRED = object()
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _DUPLICATE = re.compile(r"duplicate|already exists?|unique constraint|uniqueviolation", re.IGNORECASE)
 _DUPLICATE_ENTRY = re.compile(r"Duplicate entry '([^']*)'", re.IGNORECASE)
@@ -75,25 +76,15 @@ _DUPLICATE_ENTRY = re.compile(r"Duplicate entry '([^']*)'", re.IGNORECASE)
 
 # -- options -------------------------------------------------------------------------------------
 
-def _check(test, wanted):
-    """A checker: ValueError("must be <wanted>, got <value>") unless test(value)."""
-    def check(value):
-        if not test(value):
-            raise ValueError(f"must be {wanted}, got {value!r}")
-        return value
-    return check
-
-
-_text = _check(lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string")
-_boolean = _check(lambda v: isinstance(v, bool), "true or false")
-_integer = _check(lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")
-_seconds = _check(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 3600,
+_text, _boolean = options_mod.text, options_mod.boolean
+_integer = _checker(lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")
+_seconds = _checker(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 3600,
                   "a number of seconds in (0, 3600)")
-_prop_name = _check(lambda v: isinstance(v, str) and (v == "" or v.isidentifier()), 'an identifier or ""')
+_prop_name = _checker(lambda v: isinstance(v, str) and (v == "" or v.isidentifier()), 'an identifier or ""')
 
 
 def _one_of(choices):
-    return _check(lambda v: v in choices, f"one of {', '.join(choices)}")
+    return _checker(lambda v: v in choices, f"one of {', '.join(choices)}")
 
 
 def _url(value):
@@ -114,11 +105,11 @@ def _subfolder(value):
 
 
 OPTIONS = {
-    "url": (_url, _REQUIRED), "username": (_text, _REQUIRED), "password": (_text, _REQUIRED),
-    "image_base_folder": (_text, _REQUIRED), "subfolder": (_subfolder, DEFAULT_SUBFOLDER),
-    "project_name": (_text, _REQUIRED), "modality": (_one_of(MODALITIES), _REQUIRED),
-    "dicom_modality": (_one_of(DICOM_MODALITIES), "SC"), "source_info_id": (_integer, _REQUIRED),
-    "device_instance_id": (_integer, _REQUIRED), "modality_id": (_integer, _REQUIRED),
+    "url": (_url, REQUIRED), "username": (_text, REQUIRED), "password": (_text, REQUIRED),
+    "image_base_folder": (_text, REQUIRED), "subfolder": (_subfolder, DEFAULT_SUBFOLDER),
+    "project_name": (_text, REQUIRED), "modality": (_one_of(MODALITIES), REQUIRED),
+    "dicom_modality": (_one_of(DICOM_MODALITIES), "SC"), "source_info_id": (_integer, REQUIRED),
+    "device_instance_id": (_integer, REQUIRED), "modality_id": (_integer, REQUIRED),
     "create_patients": (_boolean, True), "create_studies": (_boolean, True),
     "pixel_hash_prop": (_prop_name, ""), "timeout": (_seconds, 30),
 }
@@ -126,21 +117,7 @@ OPTIONS = {
 
 def parse_options(target: str, options: dict) -> dict:
     """Checked options with defaults; ValueError names the target and the key."""
-    for key in options:
-        if key not in OPTIONS:
-            raise ValueError(f"target {target!r}: unknown option {key!r} for eyened (known: {', '.join(OPTIONS)})")
-    parsed = {}
-    for key, (check, default) in OPTIONS.items():
-        if key not in options:
-            if default is _REQUIRED:
-                raise ValueError(f"target {target!r}: missing option {key!r} for eyened")
-            parsed[key] = default
-            continue
-        try:
-            parsed[key] = check(options[key])
-        except ValueError as err:
-            raise ValueError(f"target {target!r}: option {key!r} for eyened {err}") from None
-    return parsed
+    return options_mod.parse("eyened", target, options, OPTIONS)
 
 
 # -- the request, from the delivery (pure) ---------------------------------------------------------
@@ -299,16 +276,7 @@ class EyenedAdapter(Adapter):
             if dest.is_file() and dest.stat().st_size == len(data) and dest.read_bytes() == data:
                 return                              # placed by an earlier attempt
             dest.parent.mkdir(parents=True, exist_ok=True)
-            temp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
-            try:
-                with open(temp, "wb") as out:
-                    out.write(data)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(temp, dest)
-            finally:
-                temp.unlink(missing_ok=True)
-            _fsync_folder(dest.parent)
+            write_atomic(dest, data)
         except OSError as err:
             raise RetryableError(f"eyened: cannot write {str(dest)!r}: {err}") from None
 
@@ -385,18 +353,6 @@ class EyenedAdapter(Adapter):
             raise RetryableError(f"{what}: answer cut short: {err}") from None
         except requests.RequestException as err:
             raise PermanentError(f"{what}: {type(err).__name__}: {err}") from None
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename durable; not every file system (or OS) can open or fsync a folder."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 ADAPTER_CLASS = EyenedAdapter

@@ -43,6 +43,7 @@ import numpy as np
 
 from filters import png as pngcodec
 
+from ..durable import write_atomic
 from .base import Adapter, Delivery, PermanentError, RetryableError, check_response, transport
 from .thumbnail import jpeg_thumbnail
 
@@ -202,35 +203,12 @@ def registration_outcome(body, *, name: str, path: str, what: str) -> dict | Non
 
 # -- bucket files -----------------------------------------------------------
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def put_object(root: Path, key: str, data: bytes, *, check=None):
-    """Write ``data`` at ``root/key``: temp file, fsync, optional check, rename, fsync the folder.
-
-    ``check(bytes_read_back)`` runs on the temp file's contents as read from
-    the mount; if it raises, nothing appears at the key. Returns its result.
-    """
+    """Write ``data`` at ``root/key`` durably; ``check`` sees the bytes as read
+    back from the mount, and if it raises nothing appears at the key."""
     target = root / key
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        result = check(tmp.read_bytes()) if check else None
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
-    return result
+    return write_atomic(target, data, check=check)
 
 
 # -- the adapter ------------------------------------------------------------
