@@ -2,6 +2,7 @@
 
     sensord expose|plug|unplug|plug-sensor|unplug-sensor|battery DEVICE
     sensord outbox [list [--state S] | retry ID | drop ID]
+    sensord devices | status
 """
 from __future__ import annotations
 
@@ -33,6 +34,12 @@ def add_parsers(sub) -> None:
             p.add_argument("--dose", type=float, default=1.0, help="X-ray dose, 1.0 = well exposed")
         _common(p)
         p.set_defaults(func=run, action=action)
+    p = sub.add_parser("devices", help="the running daemon's devices and their state")
+    _common(p)
+    p.set_defaults(func=devices)
+    p = sub.add_parser("status", help="the running daemon: devices, sessions, outbox")
+    _common(p)
+    p.set_defaults(func=status)
     p = sub.add_parser("outbox", help="list, retry or drop forwarding entries of the running daemon")
     p.add_argument("verb", nargs="?", default="list", choices=("list", "retry", "drop"))
     p.add_argument("entry", nargs="?", type=int, help="entry id (retry, drop)")
@@ -56,6 +63,59 @@ def _failed(what: str, response) -> int:
         message = response.text
     print(f"sensord: {what} failed ({response.status_code}): {message}", file=sys.stderr)
     return 1
+
+
+MODALITY = "/api/dsio/modality/v1"
+
+
+def _get(http, url):
+    response = http.get(url, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def _device_lines(listed: list) -> list[str]:
+    lines = []
+    for d in listed:
+        battery = f"  battery {d['battery']['percentRemaining']:.0f}%" if d.get("battery") else ""
+        sensor = "" if d["hasSensor"] else "  (no sensor)"
+        lines.append(f"{d['deviceId']}  {d['status']:<11} {d['name']}{sensor}{battery}")
+    return lines or ["no devices"]
+
+
+def devices(args) -> int:
+    base, http = _client(args)
+    try:
+        listed = _get(http, base + MODALITY + "/devices")
+    except requests.RequestException as err:
+        print(f"sensord: cannot read devices from {base}: {err}", file=sys.stderr)
+        return 1
+    print("\n".join(_device_lines(listed)))
+    return 0
+
+
+def status(args) -> int:
+    base, http = _client(args)
+    try:
+        listed = _get(http, base + MODALITY + "/devices")
+        sessions = _get(http, base + MODALITY + "/acquisition")
+        states = [_get(http, f"{base}{MODALITY}/acquisition/{s['sessionId']}/status") for s in sessions]
+        box = _get(http, base + "/api/sensord/v1/outbox?state=dead")
+    except requests.RequestException as err:
+        print(f"sensord: cannot reach the daemon at {base}: {err}", file=sys.stderr)
+        return 1
+    print(f"sensord at {base}")
+    print(f"devices ({len(listed)}):")
+    print("\n".join("  " + line for line in _device_lines(listed)))
+    print(f"sessions ({len(sessions)}):")
+    for s, st in zip(sessions, states):
+        print(f"  {s['sessionId']}  {st['state']:<17} images {st['totalImages']:<3} "
+              f"device {s['deviceId']}  {s['clientName']}")
+    counts = box["counts"]
+    print("outbox: " + ("  ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty"))
+    for e in box["entries"][:5]:
+        print(f"  dead {e['id']} to {e['target']}: {e['lastError']}")
+    return 0
 
 
 def outbox(args) -> int:

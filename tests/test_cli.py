@@ -119,3 +119,28 @@ def test_outbox_from_the_command_line(serve):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert "the outbox is empty" in cli("list").stdout
+
+
+def test_devices_and_status_from_the_command_line(serve):
+    from tests.conftest import PASSWORD, USER
+    from tests.modality import create_session, devices
+
+    srv = serve()
+    dev = devices(srv)[0]
+    create_session(srv, dev["deviceId"], clientName="OP4 Workstation")
+    env = {**os.environ, "SENSORD_USER": USER, "SENSORD_PASSWORD": PASSWORD}
+
+    def cli(*words):
+        return subprocess.run(SENSORD + [*words, "--url", srv.base], capture_output=True, text=True,
+                              env=env, cwd=ROOT, timeout=60)
+
+    listed = cli("devices")
+    assert listed.returncode == 0 and len(listed.stdout.strip().splitlines()) == 3
+    assert f"{dev['deviceId']}  InUse" in listed.stdout and "battery" in listed.stdout
+    summary = cli("status")
+    assert summary.returncode == 0, summary.stderr
+    assert "devices (3):" in summary.stdout and "sessions (1):" in summary.stdout
+    assert "NoAcquisitionInfo" in summary.stdout and "OP4 Workstation" in summary.stdout
+    assert "outbox: empty" in summary.stdout
+    env["SENSORD_PASSWORD"] = "wrong"
+    assert cli("status").returncode == 1
