@@ -44,12 +44,14 @@ def forward():
         if res.linked:
             body = {**body, **res.modality_session}
         else:
-            data = services.store.media(res)
-            if data is None:
-                raise ApiError(410, "the media of this resource is no longer on disk")
             acq_context = (res.image_info.get("acquisitionInfo") or {}).get("context") or {}
-            ids = services.forwarding.queue([(target, spec)], image_id=res.id, image_info=res.image_info,
-                                            context={**acq_context, **context}, png=data)
+            try:
+                # Hard-linked into the outbox: the resource may expire before delivery.
+                ids = services.forwarding.queue([(target, spec)], image_id=res.id, image_info=res.image_info,
+                                                context={**acq_context, **context},
+                                                png_path=services.store.media_path(res))
+            except FileNotFoundError:
+                raise ApiError(410, "the media of this resource is no longer on disk") from None
             return _queued(ids)
     image = services.sessions.find(str(body.get("sessionId")), str(body.get("imageId")))
     if image is None:

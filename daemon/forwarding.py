@@ -22,9 +22,9 @@ class Forwarding:
         self.rules = [(r["target"], r.get("filter", "raw")) for r in rules
                       if r.get("source", "acquired") == "acquired"]
 
-    def queue(self, pairs, *, image_id, image_info, context, png_path=None, png=None) -> list[int]:
+    def queue(self, pairs, *, image_id, image_info, context, png_path) -> list[int]:
         ids = self.outbox.add(pairs, image_id=image_id, image_info=image_info, context=context,
-                              png_path=png_path, png=png)
+                              png_path=png_path)
         if ids:
             log.info("queued image %s for %s", image_id, ", ".join(f"{t} ({f})" for t, f in pairs))
             self.forwarder.tick()      # start at once rather than at the next poll

@@ -195,9 +195,12 @@ class ResourceStore:
             return None
         return res
 
+    def media_path(self, res: Resource) -> Path:
+        return self.root / res.id / MEDIA
+
     def media(self, res: Resource) -> bytes | None:
         try:
-            return (self.root / res.id / MEDIA).read_bytes()
+            return self.media_path(res).read_bytes()
         except FileNotFoundError:
             return None
 

@@ -65,6 +65,20 @@ def running(settings, *, prepare=None):
 
 
 @pytest.fixture
+def datamint():
+    """A faithful Datamint on loopback: (the fake, its base URL)."""
+    from tests.fake_datamint import FakeDatamint
+    from tests.loopback import serving
+
+    fake = FakeDatamint()
+    with serving(fake.app) as url:
+        try:
+            yield fake, url
+        finally:
+            fake.faults.release()
+
+
+@pytest.fixture
 def serve(tmp_path):
     """serve(**sections) starts a daemon with those settings over the test defaults."""
     with contextlib.ExitStack() as stack:

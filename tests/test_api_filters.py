@@ -124,3 +124,28 @@ def test_unsupported_accept_is_406(mapped):
     srv, rid, _ = mapped
     assert_error(run(srv, rid, "unmap", accept="application/json"), 406, "image/png")
     assert_error(run(srv, rid, "ae", {"task": "general", "sharpness": 5}, accept="image/webp"), 406)
+
+
+def test_output_settings_change_the_answer(serve, tmp_path):
+    """images.png_compression and images.jpeg_quality reach the encoders."""
+    pixels = filters.lut_map(images.raw_image(240, 320), lut=LUT)
+    sizes = {}
+    for level, quality in ((0, 20), (9, 95)):
+        srv = serve(state_dir=tmp_path / f"level{level}", images={"png_compression": level, "jpeg_quality": quality})
+        rid = srv.http.post(srv.url(API + "/images"), files=images.upload_files(
+            images.image_info(), images.png16(pixels))).json()["id"]
+        png = run(srv, rid, "unmap")
+        assert np.array_equal(images.decode(png.content), filters.lut_unmap(pixels, lut=LUT))
+        sizes[level] = (len(png.content), len(run(srv, rid, "unmap", accept="image/jpeg").content))
+    assert sizes[0][0] > sizes[9][0]          # stored PNG is larger than zlib level 9
+    assert sizes[0][1] < sizes[9][1]          # JPEG quality 20 is smaller than 95
+
+
+def test_filters_decode_again_without_a_pixel_cache(serve):
+    srv = serve(store={"pixel_cache_mb": 0})
+    pixels = filters.lut_map(images.raw_image(), lut=LUT)
+    rid = srv.http.post(srv.url(API + "/images"), files=images.upload_files(
+        images.image_info(), images.png16(pixels))).json()["id"]
+    for _ in range(2):
+        got = images.decode(run(srv, rid, "select", {"enhancementMode": "smooth"}).content)
+        assert np.array_equal(got, filters.select(pixels, lut=LUT, mode="smooth"))

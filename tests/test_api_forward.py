@@ -3,11 +3,9 @@ forward and outbox endpoints, and a kill -9 with deliveries in flight."""
 from __future__ import annotations
 
 import collections
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,8 +13,7 @@ import requests
 
 from tests import images
 from tests.conftest import PASSWORD, USER, _password_hash
-from tests.fake_datamint import FakeDatamint
-from tests.loopback import free_port, serving
+from tests.loopback import free_port, wait_until
 from tests.modality import API, create_session, device_of, expose, subscribe_status
 from tests.test_api_images import assert_error
 
@@ -24,28 +21,9 @@ ADMIN = "/api/sensord/v1"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def datamint():
-    fake = FakeDatamint()
-    with serving(fake.app) as url:
-        try:
-            yield fake, url
-        finally:
-            fake.faults.release()
-
-
 def target(url, **extra):
     return {"name": "dm", "kind": "datamint", "url": url, "api_key": "key-1", "timeout": 2,
             "backoff_base": 0.2, "backoff_max": 0.5, **extra}
-
-
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_acquired_images_are_forwarded_with_their_context(serve, datamint):

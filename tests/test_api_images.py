@@ -209,3 +209,10 @@ def test_upload_over_the_size_limit_is_413(serve):
     assert len(media) > 1 << 20
     assert_error(upload(srv, media=media), 413)
     assert list(srv.daemon.store.root.iterdir()) == []
+
+
+def test_realm_comes_from_settings(serve):
+    srv = serve(auth={"realm": "Surgery 3"})
+    response = requests.get(srv.url(API))
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith('Basic realm="Surgery 3"')

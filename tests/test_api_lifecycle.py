@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import errno
-import os
 import time
 
 import numpy as np
@@ -10,26 +9,18 @@ import pytest
 
 from daemon import durable
 from tests import images
+from tests.loopback import wait_until
 from tests.test_api_images import API, assert_error, upload
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_expired_resource_answers_404_and_is_swept(serve):
     srv = serve(store={"lifetime_seconds": 1, "sweep_seconds": 1})
     rid = upload(srv).json()["id"]
     assert srv.http.get(srv.url(f"{API}/images/{rid}")).status_code == 200
-    assert wait_for(lambda: srv.http.get(srv.url(f"{API}/images/{rid}")).status_code == 404, 3)
+    assert wait_until(lambda: srv.http.get(srv.url(f"{API}/images/{rid}")).status_code == 404, 3)
     assert_error(srv.http.get(srv.url(f"{API}/images/{rid}/media")), 404)
     assert_error(srv.http.post(srv.url(f"{API}/images/{rid}/filters/unmap")), 404)
-    assert wait_for(lambda: not (srv.daemon.store.root / rid).exists(), 3)
+    assert wait_until(lambda: not (srv.daemon.store.root / rid).exists(), 3)
     assert srv.daemon.store.used_bytes == 0
 
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from tests import images
-from tests.modality import (ADMIN, API, FAST_SIM, control, create_session, device_of, devices,
+from tests.modality import (ADMIN, API, control, create_session, device_of, devices,
                             expose, put_info, state_is, subscribe_status)
 from tests.sse_client import END, EventStream
 from tests.test_api_images import assert_error
@@ -326,3 +326,11 @@ def test_sha256_pixel_hash_when_configured(serve):
     pixels = images.decode(srv.http.get(info["imageUrl"]).content)
     assert info["pixelHash"] == {"alg": "SHA256", "hash": hashlib.sha256(pixels.astype("<u2").tobytes()).hexdigest()}
     assert max(Image.open(io.BytesIO(srv.http.get(info["previewUrl"]).content)).size) == 64
+
+
+def test_gamma_of_the_display_map_comes_from_settings(serve):
+    srv = serve(acquisition={"gamma": 1.7})
+    dev = device_of(srv, "Simradix Select")
+    sid = create_session(srv, dev["deviceId"])["sessionId"]
+    _, info = expose(srv, sid, dev["deviceId"], subscribe_status(srv, sid), applyLut=True)
+    assert info["lutInfo"]["gamma"] == 1.7

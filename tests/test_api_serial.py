@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from tests import images
-from tests.modality import API, arm_and_wait, create_session, devices, put_info, state_is, subscribe_status
+from tests.modality import API, arm_and_wait, create_session, devices, state_is, subscribe_status
 from tests.sensor_emulator import SensorEmulator
 from tests.sse_client import EventStream
-from tests.test_api_images import assert_error
 
 FAST = urlencode(dict(read_timeout=0.02, ack_timeout=0.5, identify_timeout=0.5, silence_timeout=0.5,
                       poll_interval=0.1, retry_interval=0.05, removal_grace=0.4, stall_timeout=0.1))

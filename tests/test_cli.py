@@ -3,23 +3,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import requests
+
+from tests.loopback import free_port, wait_until
 from werkzeug.security import check_password_hash
 
 SENSORD = [sys.executable, "-m", "daemon.cli"]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_hash_password_reads_stdin():
@@ -108,16 +103,12 @@ def test_outbox_from_the_command_line(serve):
         return subprocess.run(SENSORD + ["outbox", *words, "--url", srv.base], capture_output=True, text=True,
                               env=env, cwd=ROOT, timeout=60)
 
-    deadline = time.monotonic() + 10
-    while "dead" not in (listed := cli("list", "--state", "dead")).stdout and time.monotonic() < deadline:
-        time.sleep(0.1)
+    assert wait_until(lambda: "dead" in cli("list", "--state", "dead").stdout)
+    listed = cli("list", "--state", "dead")
     assert listed.returncode == 0 and f"{entry:>6}  dead" in listed.stdout and "ConnectionError" in listed.stdout
     assert cli("retry", str(entry)).returncode == 0
     assert cli("drop", "999").returncode == 1
-    deadline = time.monotonic() + 10
-    while cli("drop", str(entry)).returncode != 0:       # in flight again after the retry: wait
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    assert wait_until(lambda: cli("drop", str(entry)).returncode == 0)   # in flight again after the retry
     assert "the outbox is empty" in cli("list").stdout
 
 

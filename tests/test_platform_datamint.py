@@ -8,8 +8,7 @@ import pytest
 from daemon.platforms import open_adapter
 from daemon.platforms.base import PermanentError, RetryableError
 from tests.delivery import make_delivery
-from tests.fake_datamint import FakeDatamint
-from tests.loopback import closed_port_url, serving
+from tests.loopback import closed_port_url
 
 
 def options(url, /, **changes):
@@ -20,13 +19,8 @@ def options(url, /, **changes):
 
 
 @pytest.fixture
-def platform():
-    fake = FakeDatamint()
-    with serving(fake.app) as url:
-        try:
-            yield fake, url
-        finally:
-            fake.faults.release()
+def platform(datamint):
+    return datamint
 
 
 @pytest.fixture

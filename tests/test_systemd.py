@@ -14,18 +14,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.loopback import free_port
+
 from daemon import health, sdnotify
 from daemon.lifecycle import Watchdog
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "sensord.service"
 MODALITY = "/api/dsio/modality/v1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def datagram_socket(address: str, timeout: float = 5.0) -> socket.socket:
