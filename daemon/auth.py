@@ -55,13 +55,22 @@ class Authenticator:
             known = self._verified.get(user)
         if known is not None and hmac.compare_digest(known, digest):
             return True
-        hashed = self.users.get(user)
+        users = self.users
+        hashed = users.get(user)
         # Unknown users still pay for a hash so timing does not reveal names.
         ok = check_password_hash(hashed or _dummy_hash(), password) and hashed is not None
         if ok:
             with self._lock:
-                self._verified[user] = digest
+                if self.users is users:     # not replaced by a reload meanwhile
+                    self._verified[user] = digest
         return ok
+
+    def set_users(self, users: dict[str, str], *, realm: str) -> None:
+        """Replace the users (a reload): a removed user or an old password stops working at once."""
+        with self._lock:
+            self.users = dict(users)
+            self.realm = realm
+            self._verified.clear()
 
     def install(self, app: Flask) -> None:
         @app.before_request

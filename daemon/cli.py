@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import logging
 import os
 import signal
 import sys
+import threading
 
 from . import settings as settings_mod
 
@@ -22,11 +24,15 @@ def serve(args) -> int:
     from .app import create_app
     from .lifecycle import Lifecycle
     from .server import Server
+    from .shutdown import GracefulStop
     from .service import Sensord
 
-    try:
-        settings = settings_mod.load(args.config, overrides={
+    def load():
+        return settings_mod.load(args.config, overrides={
             "server.host": args.host, "server.port": args.port, "store.state_dir": args.state_dir})
+
+    try:
+        settings = load()
     except settings_mod.SettingsError as err:
         print(f"sensord: {err}", file=sys.stderr)
         return 2
@@ -46,16 +52,10 @@ def serve(args) -> int:
         return 1
 
     life = Lifecycle(daemon, server)      # what systemd is told (nothing without it)
-
-    def stop(signum, frame):
-        name = signal.Signals(signum).name
-        log.info("%s: stopping", name)
-        life.stopping(f"{name}: stopping")
-        daemon.end_event_streams()
-        server.stop()
-
+    stop = GracefulStop(daemon, server, life, settings.server.shutdown_seconds)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, functools.partial(_on_hup, daemon, load, life))
     log.info("listening on http://%s:%s, state in %s", settings.server.host,
              server.port, settings.store.state_dir)
     life.ready()        # the socket listens and the drivers have enumerated
@@ -63,8 +63,26 @@ def serve(args) -> int:
         server.run()
     finally:
         life.close()
-        daemon.close()
+        stop.close()
+    log.info("stopped")
     return 0
+
+
+_reloading = threading.Lock()
+
+
+def _on_hup(daemon, load, life, signum, frame) -> None:
+    """SIGHUP: reload in a thread of its own (the handler interrupts the server loop)."""
+    from .reload import reload
+
+    def run():
+        with _reloading:
+            life.reloading()
+            reload(daemon, load)
+            life.reloaded()
+
+    logging.getLogger("sensord").info("SIGHUP: reading the configuration again")
+    threading.Thread(target=run, name="reload", daemon=True).start()
 
 
 def hash_password(args) -> int:

@@ -19,6 +19,10 @@ class Forwarding:
     def __init__(self, outbox: Outbox, forwarder: Forwarder, rules: list[dict]):
         self.outbox = outbox
         self.forwarder = forwarder
+        self.set_rules(rules)
+
+    def set_rules(self, rules: list[dict]) -> None:
+        # One assignment: a frame being handled sees the old rules or the new, never a mix.
         self.rules = [(r["target"], r.get("filter", "raw")) for r in rules
                       if r.get("source", "acquired") == "acquired"]
 

@@ -41,6 +41,12 @@ class Lifecycle:
             self.watchdog = Watchdog(check, interval, healthy_status=status)
             self.watchdog.start()
 
+    def reloading(self) -> None:
+        sdnotify.reloading("reloading the configuration")
+
+    def reloaded(self) -> None:
+        sdnotify.ready(self.status_line())
+
     def stopping(self, reason: str) -> None:
         """STOPPING=1; safe in a signal handler (it does not wait for the watchdog thread,
         whose probe may be waiting on the very loop the handler interrupted)."""

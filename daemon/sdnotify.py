@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 
 log = logging.getLogger("sensord.sdnotify")
 
@@ -64,6 +65,13 @@ def ready(status: str | None = None) -> bool:
 def stopping(status: str | None = None) -> bool:
     """The service is shutting down (``STOPPING=1``)."""
     return notify(STOPPING=1, **({"STATUS": status} if status is not None else {}))
+
+
+def reloading(status: str | None = None) -> bool:
+    """A reload has begun (``RELOADING=1``); ``ready()`` ends it. The monotonic
+    timestamp lets ``Type=notify-reload`` managers tell this reload from an older one."""
+    return notify(RELOADING=1, MONOTONIC_USEC=time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000,
+                  **({"STATUS": status} if status is not None else {}))
 
 
 def watchdog() -> bool:

@@ -2,17 +2,23 @@
 
 waitress's ``run()`` only returns once every socket is closed, and closing
 them from another thread races its ``select``. Here the loop polls until
-``stop()`` is asked for, then closes the listener and connections itself.
+``stop()`` is asked for and does the closing itself: the listener at once,
+then each connection as soon as it has no request in progress, until none
+is left or the deadline passes.
 """
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+import time
 
 from waitress import wasyncore
 from waitress.server import create_server
 
 log = logging.getLogger("sensord.server")
+
+POLL = 0.05         # seconds between looks at the connections while draining
 
 
 class Server:
@@ -37,40 +43,90 @@ class Server:
             inbuf_overflow=64 << 20,
             outbuf_overflow=64 << 20,
         )
+        self._accepting = True
+        self._stop_accepting = threading.Event()
         self._stop = threading.Event()
+        self._deadline = float("inf")
 
     @property
     def port(self) -> int:
         return self._server.effective_port
 
     def run(self) -> None:
-        """Serve until ``stop()``; then close every socket and the worker threads."""
+        """Serve until ``stop()``; drain; then close every socket and the worker threads."""
         server = self._server
         try:
             while not self._stop.is_set():
                 server.asyncore.loop(timeout=1.0, map=server._map, count=1)
+                if self._stop_accepting.is_set():
+                    self._close_listener()
+            self._close_listener()
+            self._drain()
         except Exception:
             log.exception("the HTTP server loop failed")
             raise
         finally:
-            # Listener first (accept nothing new), then the connections, then
-            # wait for the worker threads; the wake-up trigger goes last
-            # because a finishing task still pulls it.
-            wasyncore.dispatcher.close(server)
-            for channel in list(server._map.values()):
-                if channel is server.trigger:
-                    continue
+            # Whatever is still open at the deadline is cut; then wait for the
+            # worker threads. The wake-up trigger goes last because a
+            # finishing task still pulls it.
+            left = self._channels()
+            if left:
+                log.warning("closing %d connection(s) with a request still in progress", len(left))
+            for channel in left:
                 try:
                     channel.handle_close()
                 except Exception:
                     log.exception("closing a connection failed")
-            server.task_dispatcher.shutdown()
+            server.task_dispatcher.shutdown(timeout=max(0.5, min(5.0, self._deadline - time.monotonic())))
             server.trigger.close()
 
-    def stop(self) -> None:
-        """Ask the loop to end; safe from any thread and from a signal handler."""
+    def _channels(self) -> list:
+        return [c for c in list(self._server._map.values()) if c is not self._server.trigger]
+
+    def _close_listener(self) -> None:
+        if self._accepting:
+            self._accepting = False
+            wasyncore.dispatcher.close(self._server)
+
+    def _drain(self) -> None:
+        """Close connections as they fall idle; return once none is left or at the deadline."""
+        server = self._server
+        while time.monotonic() < self._deadline:
+            for channel in self._channels():
+                if _idle(channel):
+                    channel.handle_close()
+            if not self._channels():
+                return
+            server.asyncore.loop(timeout=POLL, map=server._map, count=1)
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket (from the loop's thread); keep serving open connections."""
+        self._stop_accepting.set()
+        self._wake()
+
+    def stop(self, grace: float = 0.0) -> None:
+        """Stop accepting, let requests in progress finish for up to ``grace`` seconds,
+        then end the loop. Safe from any thread and from a signal handler; a
+        second call can only shorten the deadline."""
+        self._deadline = min(self._deadline, time.monotonic() + grace)
         self._stop.set()
+        self._wake()
+
+    def _wake(self) -> None:
         try:
             self._server.pull_trigger()
         except OSError:
             pass        # the loop has already ended and closed its trigger
+
+
+def _idle(channel) -> bool:
+    """No request being received, none queued or running, nothing left to
+    send, and no bytes of a next request waiting unread in the socket."""
+    if channel.request is not None or channel.requests or channel.total_outbufs_len:
+        return False
+    try:
+        return not channel.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return True         # a broken connection has nothing left to finish

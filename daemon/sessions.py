@@ -147,6 +147,11 @@ class SessionManager:
                     return session
         return None
 
+    def busy(self) -> list[str]:
+        """Sessions with an exposure between readout and NewImage: work a
+        graceful stop waits for, since the X-ray dose is already spent."""
+        return [s.id for s in self.list() if s.phase in ("Reading", "Processing", "Storing")]
+
     def find(self, session_id: str, image_id: str) -> StoredImage | None:
         """The SessionImages lookup of the Filters API."""
         with self._lock:

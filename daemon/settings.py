@@ -25,6 +25,8 @@ class ServerSettings:
     port: int = 43809
     threads: int = 16
     max_upload_mb: int = 128
+    # SIGTERM: how long work in progress gets before the daemon exits anyway.
+    shutdown_seconds: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ _BOUNDS = {
     ("server", "port"): (0, 65535),
     ("server", "threads"): (4, 256),
     ("server", "max_upload_mb"): (1, 4096),
+    ("server", "shutdown_seconds"): (0.5, 3600.0),
     ("store", "lifetime_seconds"): (1, 30 * 24 * 3600),
     ("store", "quota_mb"): (1, 10**7),
     ("store", "sweep_seconds"): (1, 86400),

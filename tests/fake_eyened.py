@@ -47,6 +47,7 @@ class Faults:
         self._lock = threading.Lock()
         self._rules: list[dict] = []
         self._released = threading.Event()
+        self.held = 0           # requests that reached a delay (and are waiting in it)
 
     def fail(self, times: int = 1, *, status: int = 500, retry_after: str | None = None, path: str | None = None,
              method: str | None = None):
@@ -88,6 +89,8 @@ class Faults:
                             mimetype="text/plain")
         rule = self._take("delay")
         if rule is not None:
+            with self._lock:
+                self.held += 1
             self._released.wait(rule["seconds"])
         return None
 

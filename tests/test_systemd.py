@@ -196,3 +196,13 @@ def test_unit_file_is_sandboxed(tmp_path):
     if "--offline" in run.stderr and "unrecognized" in run.stderr:
         pytest.skip("this systemd-analyze has no offline security analysis")
     assert run.returncode == 0, run.stdout[-600:] + run.stderr
+
+
+def test_unit_reloads_with_sighup_and_outwaits_the_shutdown_bound():
+    from daemon.settings import ServerSettings
+
+    lines = dict(line.split("=", 1) for line in UNIT.read_text().splitlines()
+                 if "=" in line and not line.startswith("#"))
+    assert lines["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    # systemd's SIGKILL must not cut the daemon's own bounded stop short.
+    assert int(lines["TimeoutStopSec"]) > ServerSettings().shutdown_seconds

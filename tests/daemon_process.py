@@ -1,0 +1,81 @@
+"""The daemon as systemd runs it: `sensord serve --config FILE` in a child process."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from tests.conftest import PASSWORD, USER, _password_hash
+from tests.loopback import free_port, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+MODALITY = "/api/dsio/modality/v1"
+
+
+class DaemonProcess:
+    def __init__(self, folder: Path, config: str, *, env: dict | None = None):
+        self.folder = folder
+        self.config = folder / "sensord.toml"
+        self.state = folder / "state"
+        self.log_path = folder / "sensord.log"
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.http = requests.Session()
+        self.http.auth = (USER, PASSWORD)
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("STATE_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+        self.env.update(env or {})
+        self.write_config(config)
+        self.proc: subprocess.Popen | None = None
+
+    def write_config(self, extra: str) -> None:
+        """The test user, then ``extra`` TOML (which must not repeat [auth.users])."""
+        self.config.write_text(f'[auth.users]\n{USER} = "{_password_hash()}"\n\n{extra}\n')
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def start(self, timeout: float = 30) -> None:
+        with open(self.log_path, "a") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "daemon.cli", "serve", "--config", str(self.config),
+                 "--port", str(self.port), "--state-dir", str(self.state)],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        if not wait_until(lambda: self.up() or self.proc.poll() is not None, timeout) or not self.up():
+            raise AssertionError(f"the daemon did not come up (exit {self.proc.poll()}):\n{self.log()}")
+
+    def up(self) -> bool:
+        try:
+            return self.http.get(self.url(MODALITY), timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def daemon_process(folder: Path, config: str = "", **kwargs):
+    """A started daemon; killed at the end if the test left it running."""
+    daemon = DaemonProcess(folder, config, **kwargs)
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.kill()
