@@ -10,14 +10,8 @@ import signal
 import sys
 import threading
 
+from . import logsetup
 from . import settings as settings_mod
-
-
-def _logging(level: str) -> None:
-    # Under journald the journal stamps each line; a second timestamp is noise.
-    fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") \
-        else "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=level.upper(), format=fmt)
 
 
 def serve(args) -> int:
@@ -36,7 +30,7 @@ def serve(args) -> int:
     except settings_mod.SettingsError as err:
         print(f"sensord: {err}", file=sys.stderr)
         return 2
-    _logging(settings.log.level)
+    logsetup.configure(settings.log)
     log = logging.getLogger("sensord")
     try:
         daemon = Sensord(settings)

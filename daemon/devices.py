@@ -198,8 +198,11 @@ class DeviceRegistry:
                 elif not entry.present:
                     entry.present, entry.device, entry.driver, entry.state = True, device, driver, None
                 else:
-                    entry.device = device
+                    before, entry.device = entry.device.sensor, device
                     self._publish("changed", entry)
+                    if device.sensor is not None and device.sensor != before:
+                        log.info("device %s (%s): sensor %s attached", device.name, device.device_id,
+                                 device.sensor.model_name)
                     return
                 self._publish("added", entry)
                 log.info("device %s (%s) added", device.name, device.device_id)
@@ -213,4 +216,5 @@ class DeviceRegistry:
                 if entry.status != before:
                     self._publish("changed", entry)
             if event.state in FAULTS:
-                log.warning("device %s: %s %s", entry.device.name, event.state, event.detail)
+                log.warning("device %s (%s): %s %s", entry.device.name, event.device_id, event.state,
+                            event.detail)

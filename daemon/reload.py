@@ -13,14 +13,14 @@ import dataclasses
 import logging
 from typing import Callable
 
-from . import auth
+from . import auth, logsetup
 from .forwarder import check_filter_spec
 from .settings import Settings, SettingsError
 
 log = logging.getLogger("sensord")
 
 RELOADABLE = frozenset({
-    "log.level",
+    "log.level", "log.loggers",
     "auth.users", "auth.realm",
     "store.lifetime_seconds", "store.quota_mb",
     "images.png_compression", "images.jpeg_quality",
@@ -77,7 +77,7 @@ def reload(daemon, load: Callable[[], Settings]) -> list[str]:
         log.info("reload: nothing to apply")
         return []
     settings = _merge(daemon.settings, new, now)
-    logging.getLogger().setLevel(settings.log.level.upper())
+    logsetup.apply_levels(settings.log)
     daemon.auth.set_users(auth.ensure_users(settings.auth.users, settings.state_dir),
                           realm=settings.auth.realm)
     daemon.store.lifetime = settings.store.lifetime_seconds

@@ -86,6 +86,8 @@ class ForwardSettings:
 @dataclass(frozen=True)
 class LogSettings:
     level: str = "INFO"
+    # logger name -> level, over `level` (e.g. "sensord.forward" = "DEBUG")
+    loggers: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,9 @@ def _section(cls, name: str, table: Any, source: str):
 def _check(settings: Settings, source: str) -> None:
     if settings.log.level.upper() not in _LEVELS:
         raise SettingsError(f"{source}: 'log.level' must be one of {', '.join(_LEVELS)}")
+    for name, level in settings.log.loggers.items():
+        if not isinstance(level, str) or level.upper() not in _LEVELS:
+            raise SettingsError(f"{source}: 'log.loggers.{name}' must be one of {', '.join(_LEVELS)}")
     if settings.acquisition.hash_alg not in HASH_ALGS:
         raise SettingsError(f"{source}: 'acquisition.hash_alg' must be one of {', '.join(HASH_ALGS)}")
     from drivers import SCHEMES

@@ -1,0 +1,47 @@
+"""Logging: one format, the configured levels, and quiet libraries.
+
+Under journald (stderr is the stream ``$JOURNAL_STREAM`` names) the journal
+stamps each line itself, so the timestamp is left out. apscheduler logs two
+INFO lines per job run, every second for the outbox poll: it is held at
+WARNING unless ``log.loggers`` says otherwise.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+QUIET = {"apscheduler": "WARNING"}
+
+
+def under_journald() -> bool:
+    """True when stderr is the journal stream systemd connected (not merely inherited the variable)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        device, inode = (int(part) for part in stream.split(":"))
+        st = os.fstat(sys.stderr.fileno())
+    except (ValueError, OSError):
+        return False
+    return (st.st_dev, st.st_ino) == (device, inode)
+
+
+def configure(settings) -> None:
+    fmt = "%(levelname)s %(name)s: %(message)s" if under_journald() \
+        else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(format=fmt)
+    apply_levels(settings)
+
+
+_named: set[str] = set()      # loggers given a level of their own, so a reload can take it back
+
+
+def apply_levels(settings) -> None:
+    """Set the root level and each named logger's (also on reload)."""
+    logging.getLogger().setLevel(settings.level.upper())
+    levels = {**QUIET, **settings.loggers}
+    for name in _named - set(levels):
+        logging.getLogger(name).setLevel(logging.NOTSET)       # follows the root again
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level.upper())
+    _named.clear()
+    _named.update(levels)

@@ -1,0 +1,37 @@
+"""The log an operator reads: one line for each event that matters."""
+from __future__ import annotations
+
+import logging
+import re
+
+from tests.loopback import wait_until
+from tests.modality import control, create_session, device_of, expose, subscribe_status
+from tests.test_api_forward import target
+
+
+def test_one_line_per_event_that_matters(serve, datamint, caplog):
+    caplog.set_level(logging.INFO)
+    fake, url = datamint
+    fake.faults.fail(1, status=503, path="/resources", method="POST")
+    srv = serve(forward={"targets": [target(url)], "rules": [{"target": "dm"}]})
+    dev = device_of(srv, "Simradix Select")["deviceId"]
+    first = len(caplog.records)                 # what the start logged is not counted
+    for action in ("unplug-sensor", "plug-sensor", "unplug", "plug"):
+        assert control(srv, dev, action).status_code == 200
+    sid = create_session(srv, dev)["sessionId"]
+    _, info = expose(srv, sid, dev, subscribe_status(srv, sid))
+    assert wait_until(lambda: len(fake.resources) == 1)
+    assert srv.http.delete(srv.url(f"/api/dsio/modality/v1/acquisition/{sid}")).status_code in (200, 204)
+
+    lines = [r.getMessage() for r in caplog.records[first:]]
+    image = info["id"]
+    for pattern in (rf"device .* \({dev}\): NoSensor", rf"device .* \({dev}\): sensor .* attached",
+                    rf"device .* \({dev}\) removed", rf"device .* \({dev}\) added",
+                    rf"session {sid} created on device {dev}",
+                    rf"session {sid}: image {image} \(\d+x\d+\) ready",
+                    rf"queued image {image} for dm \(raw\)",
+                    r"forward to dm failed \(entry \d+, attempt 1\), retry in",
+                    rf"delivered {image} to dm \(entry \d+, attempt 2",
+                    rf"session {sid} deleted with 1 images"):
+        matching = [line for line in lines if re.search(pattern, line)]
+        assert len(matching) == 1, (pattern, lines)
