@@ -5,7 +5,6 @@ import argparse
 import functools
 import getpass
 import logging
-import os
 import signal
 import sys
 import threading
@@ -40,6 +39,10 @@ def serve(args) -> int:
     daemon.start()
     try:
         server = Server(create_app(daemon), settings)
+    except ValueError as err:       # the TLS certificate or key
+        log.error("%s", err)
+        daemon.close()
+        return 2
     except OSError as err:
         log.error("cannot listen on %s:%s: %s", settings.server.host, settings.server.port, err)
         daemon.close()
@@ -50,7 +53,7 @@ def serve(args) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, functools.partial(_on_hup, daemon, load, life))
-    log.info("listening on http://%s:%s, state in %s", settings.server.host,
+    log.info("listening on %s://%s:%s, state in %s", server.scheme, settings.server.host,
              server.port, settings.store.state_dir)
     life.ready()        # the socket listens and the drivers have enumerated
     try:

@@ -14,6 +14,7 @@ import requests
 
 from . import settings as settings_mod
 from .auth import DEFAULT_USER, PASSWORD_FILE
+from .health import probe_host
 
 ACTIONS = ("expose", "plug", "unplug", "plug-sensor", "unplug-sensor", "battery")
 
@@ -50,9 +51,17 @@ def add_parsers(sub) -> None:
 
 def _client(args):
     settings = settings_mod.load(args.config)
-    base = (args.url or f"http://{settings.server.host}:{settings.server.port}").rstrip("/")
+    scheme = "https" if settings.server.tls_cert else "http"
+    host = probe_host(settings.server.host)
+    base = (args.url or f"{scheme}://{host}:{settings.server.port}").rstrip("/")
     http = requests.Session()
     http.auth = (args.user, _password(settings))
+    if scheme == "https" and not args.url:
+        # Our own daemon on loopback: trust its (typically self-signed) certificate.
+        # requests lets $REQUESTS_CA_BUNDLE override a session's verify, so the
+        # environment is not consulted (nor its proxies: this is loopback).
+        http.verify = settings.server.tls_cert
+        http.trust_env = False
     return base, http
 
 

@@ -9,6 +9,7 @@ thread, Flask and the auth hook without the probe holding a password.
 from __future__ import annotations
 
 import http.client
+import ssl
 
 PROBE_PATH = "/api/dsio/modality/v1"        # the base URL that clients GET to see whether we are up
 
@@ -24,13 +25,21 @@ def check(daemon, server, *, timeout: float = 5.0) -> tuple[bool, str]:
     """``(True, "healthy")``, or ``(False, reason)`` naming the first failed check."""
     if not daemon.scheduler.running:
         return False, "the scheduler is not running"
-    return check_http(probe_host(daemon.settings.server.host), server.port, timeout=timeout)
+    return check_http(probe_host(daemon.settings.server.host), server.port, timeout=timeout,
+                      tls=server.scheme == "https")
 
 
-def check_http(host: str, port: int, *, timeout: float = 5.0) -> tuple[bool, str]:
-    """GET the Modality API base URL without credentials; healthy when it answers 401 with a challenge."""
-    where = f"GET http://{host}:{port}{PROBE_PATH}"
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+def check_http(host: str, port: int, *, timeout: float = 5.0, tls: bool = False) -> tuple[bool, str]:
+    """GET the Modality API base URL without credentials; healthy when it answers 401 with a challenge.
+
+    Over HTTPS the probe goes through the TLS front too, without checking the
+    certificate: it asks whether we answer, not who we are."""
+    where = f"GET {'https' if tls else 'http'}://{host}:{port}{PROBE_PATH}"
+    if tls:
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout,
+                                           context=ssl._create_unverified_context())
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("GET", PROBE_PATH, headers={"Connection": "close"})
         response = conn.getresponse()

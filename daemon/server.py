@@ -16,18 +16,29 @@ import time
 from waitress import wasyncore
 from waitress.server import create_server
 
+from .tls import TlsFront, load_context
+
 log = logging.getLogger("sensord.server")
 
 POLL = 0.05         # seconds between looks at the connections while draining
 
 
 class Server:
+    """Plain HTTP on host:port; or, with ``server.tls_cert``, HTTPS there
+    through a TLS front (daemon/tls.py) and waitress on a loopback port.
+    A certificate that cannot be used raises ValueError naming the file."""
+
     def __init__(self, app, settings, *, host: str | None = None, port: int | None = None):
         cfg = settings.server
+        host = host if host is not None else cfg.host
+        port = port if port is not None else cfg.port
+        self.front: TlsFront | None = None
+        context = load_context(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert else None
         self._server = create_server(
             app,
-            host=host if host is not None else cfg.host,
-            port=port if port is not None else cfg.port,
+            host="127.0.0.1" if context else host,
+            port=0 if context else port,
+            url_scheme="https" if context else "http",     # the URLs the API hands out
             # Every open event stream holds a thread: give them their own.
             threads=cfg.threads + settings.acquisition.max_subscribers,
             channel_request_lookahead=1,   # lets a stream notice a client that left
@@ -43,6 +54,12 @@ class Server:
             inbuf_overflow=64 << 20,
             outbuf_overflow=64 << 20,
         )
+        if context is not None:
+            try:
+                self.front = TlsFront(context, host, port, backend=("127.0.0.1", self._server.effective_port))
+            except OSError:
+                self._server.close()
+                raise
         self._accepting = True
         self._stop_accepting = threading.Event()
         self._stop = threading.Event()
@@ -50,11 +67,17 @@ class Server:
 
     @property
     def port(self) -> int:
-        return self._server.effective_port
+        return self.front.port if self.front else self._server.effective_port
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.front else "http"
 
     def run(self) -> None:
         """Serve until ``stop()``; drain; then close every socket and the worker threads."""
         server = self._server
+        if self.front is not None:
+            self.front.start()
         try:
             while not self._stop.is_set():
                 server.asyncore.loop(timeout=1.0, map=server._map, count=1)
@@ -79,6 +102,8 @@ class Server:
                     log.exception("closing a connection failed")
             server.task_dispatcher.shutdown(timeout=max(0.5, min(5.0, self._deadline - time.monotonic())))
             server.trigger.close()
+            if self.front is not None:
+                self.front.stop()
 
     def _channels(self) -> list:
         return [c for c in list(self._server._map.values()) if c is not self._server.trigger]
@@ -101,6 +126,9 @@ class Server:
 
     def stop_accepting(self) -> None:
         """Close the listening socket (from the loop's thread); keep serving open connections."""
+        if self.front is not None:
+            self.front.stop_accepting()     # waitress's own listener is loopback, for the front
+            return
         self._stop_accepting.set()
         self._wake()
 
@@ -109,6 +137,8 @@ class Server:
         then end the loop. Safe from any thread and from a signal handler; a
         second call can only shorten the deadline."""
         self._deadline = min(self._deadline, time.monotonic() + grace)
+        if self.front is not None:
+            self.front.stop_accepting()
         self._stop.set()
         self._wake()
 

@@ -27,6 +27,9 @@ class ServerSettings:
     max_upload_mb: int = 128
     # SIGTERM: how long work in progress gets before the daemon exits anyway.
     shutdown_seconds: float = 20.0
+    # HTTPS: a PEM certificate (chain) and its key; empty cert: plain HTTP.
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,13 @@ class Running:
     def __init__(self, daemon: Sensord, server):
         self.daemon = daemon
         self.server = server
-        self.base = f"http://127.0.0.1:{server.port}"
+        self.base = f"{server.scheme}://127.0.0.1:{server.port}"
         self.http = requests.Session()
         self.http.auth = (USER, PASSWORD)
+        if server.scheme == "https":
+            # Self-signed in the tests; trust_env off, or $REQUESTS_CA_BUNDLE overrides verify.
+            self.http.verify = daemon.settings.server.tls_cert
+            self.http.trust_env = False
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -86,3 +90,6 @@ def serve(tmp_path):
             settings = make_settings(state_dir or tmp_path / "state", **sections)
             return stack.enter_context(running(settings, prepare=prepare))
         yield start
+
+
+from tests.pki import pki  # noqa: E402,F401  (a fixture for the HTTPS tests)
