@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import admin_api, filters_api, forward_api, modality_api
+from . import admin_api, filters_api, forward_api, modality_api, status_page
 from .errors import register_error_handlers
 
 
@@ -18,4 +18,5 @@ def create_app(services) -> Flask:
     app.register_blueprint(modality_api.bp)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(forward_api.bp)
+    app.register_blueprint(status_page.bp)
     return app

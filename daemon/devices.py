@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from drivers import open_driver
-from drivers.base import Device, DeviceEvent, Driver, Event, StateEvent
+from drivers.base import Device, DeviceEvent, Driver, Event, FrameEvent, StateEvent
 
 from .events import Hub
 
@@ -218,3 +218,8 @@ class DeviceRegistry:
             if event.state in FAULTS:
                 log.warning("device %s (%s): %s %s", entry.device.name, event.device_id, event.state,
                             event.detail)
+        elif isinstance(event, FrameEvent):
+            with self._lock:
+                entry = self._entries.get(event.device_id)
+                if entry is not None and entry.state == "Reading":
+                    entry.state = None      # read out: idle, which drivers do not report

@@ -195,6 +195,15 @@ class Outbox:
         with self._lock:
             return dict(self._db.execute("SELECT state, COUNT(*) FROM entries GROUP BY state").fetchall())
 
+    def failures(self, limit: int = 10) -> list[Entry]:
+        """Dead entries and pending ones waiting after a failed attempt, latest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM entries WHERE state = 'dead'"
+                " OR (state = 'pending' AND last_error IS NOT NULL) ORDER BY updated DESC, id DESC LIMIT ?",
+                (limit,)).fetchall()
+        return [self._entry(r) for r in rows]
+
     # -- delivery bookkeeping -------------------------------------------
     def lease_due(self, *, exclude: set[int], limit: int, lease_seconds: float) -> list[Entry]:
         """Pending entries due now, leased to the caller (attempts counted now)."""

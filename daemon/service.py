@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from pathlib import Path
 
 from filters import png
@@ -20,6 +21,8 @@ from .scheduler import Scheduler
 from .session_images import ImageFolder
 from .sessions import AcquisitionOptions, SessionManager
 from .settings import Settings
+from .status_feed import StatusFeed
+from .status_snapshot import status_snapshot
 from .store import ResourceStore
 
 log = logging.getLogger("sensord")
@@ -56,12 +59,16 @@ class Sensord:
         self.forwarder = Forwarder(self.outbox, build_targets(forward.targets), work_dir=state / "outbox" / "work")
         self.forwarding = Forwarding(self.outbox, self.forwarder, forward.rules)
         self.sessions.image_listeners.append(self.forwarding.on_acquired)
+        self.status_feed = StatusFeed(functools.partial(status_snapshot, self, started=time.time()),
+                                      Hub(self.subscribers))
+        self.devices.listeners.append(self.status_feed.notify)
+        self.sessions.status_listeners.append(self.status_feed.notify)
         self.scheduler = Scheduler()
         self._started: list = []
 
     def start(self) -> None:
         for service in (self.store, self.outbox, self.forwarder, self.image_folder, self.sessions,
-                        self.devices, self.scheduler):
+                        self.devices, self.scheduler, self.status_feed):
             service.start()
             self._started.append(service)
         self.scheduler.every(self.settings.store.sweep_seconds, self.store.sweep, name="store-sweep")
@@ -75,6 +82,7 @@ class Sensord:
         """End every server-sent event stream, so their worker threads return
         before the HTTP server waits for its threads at shutdown."""
         self.devices.hub.close()
+        self.status_feed.close()
         for session in self.sessions.list():
             session.hub.close()
 

@@ -118,6 +118,8 @@ class SessionManager:
         # Called with (session, image) once the image is on disk and before
         # NewImage is announced (the outbox queues it there).
         self.image_listeners: list = []
+        # Called with the session when it is created or deleted and whenever its status changes.
+        self.status_listeners: list = []
         devices.listeners.append(self.on_event)
 
     def start(self) -> None:
@@ -168,6 +170,11 @@ class SessionManager:
         if force or status != session.last_status:
             session.last_status = status
             session.hub.publish("message", status)
+            self._changed(session)
+
+    def _changed(self, session: Session) -> None:
+        for listener in self.status_listeners:
+            listener(session)
 
     # -- create / update / delete -----------------------------------------
     def _check_storage(self) -> None:
@@ -185,6 +192,7 @@ class SessionManager:
         with self._lock:
             self._sessions[sid] = session
         session.last_status = self.status(session)
+        self._changed(session)
         log.info("session %s created on device %s for %r", sid, session.device_id, session.client_name)
         return session
 
@@ -216,6 +224,7 @@ class SessionManager:
             self.devices.release(session.device_id, session.id)
             session.hub.close()
             self.folder.remove_session(session.id, list(session.images))
+        self._changed(session)
         log.info("session %s deleted with %d images", session.id, session.total_images)
 
     # -- acquisition info ------------------------------------------------
