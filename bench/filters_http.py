@@ -84,20 +84,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_daemon(state: Path, password: str):
+def start_daemon(state: Path, password: str, cert: str | None = None):
+    """The daemon in its own process: (process, Filters API base URL, client)."""
     from daemon.auth import hash_password
 
     port = free_port()
     config = state / "bench.toml"
-    config.write_text(f'[auth.users]\nbench = "{hash_password(password)}"\n[log]\nlevel = "WARNING"\n')
+    tls = f'[server]\ntls_cert = "{cert}"\n' if cert else ""
+    config.write_text(f'[auth.users]\nbench = "{hash_password(password)}"\n[log]\nlevel = "WARNING"\n{tls}')
     proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "serve", "--config", str(config),
                              "--port", str(port), "--state-dir", str(state / "state")])
-    base = f"http://127.0.0.1:{port}/api/dsio/filters/v1"
+    base = f"{'https' if cert else 'http'}://127.0.0.1:{port}/api/dsio/filters/v1"
+    client = requests.Session()
+    client.auth = ("bench", password)
+    if cert:
+        client.verify, client.trust_env = cert, False
     deadline = time.monotonic() + 30
     while True:
         try:
-            requests.get(base, auth=("bench", password), timeout=1)
-            return proc, base
+            client.get(base, timeout=1)
+            return proc, base, client
         except requests.ConnectionError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("daemon did not start")
@@ -107,12 +113,9 @@ def start_daemon(state: Path, password: str):
 def http(image, data):
     print("HTTP end to end (upload + filter + download) vs in-process (decode + filter + encode):")
     with tempfile.TemporaryDirectory() as tmp:
-        proc, base = start_daemon(Path(tmp), "bench-password")
+        proc, base, client = start_daemon(Path(tmp), "bench-password")
         try:
-            client = requests.Session()
-            client.auth = ("bench", "bench-password")
-            files = {"imageInfo": (None, '{"lutInfo": %s}' % str(LUT_INFO).replace("'", '"'), "application/json"),
-                     "imageMedia": ("image.png", data, "image/png")}
+            files = upload_files(data)
 
             for name, body, kwargs in FILTERS:
                 created_ids = []
@@ -140,7 +143,49 @@ def http(image, data):
             proc.wait(timeout=20)
 
 
-def main(parts=("compute", "codecs", "http")):
+def upload_files(data: bytes) -> dict:
+    return {"imageInfo": (None, '{"lutInfo": %s}' % str(LUT_INFO).replace("'", '"'), "application/json"),
+            "imageMedia": ("image.png", data, "image/png")}
+
+
+def self_signed(folder: Path) -> str:
+    """A certificate for 127.0.0.1 with its key in the same PEM file."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "tls.pem",
+                    "-out", "cert.pem", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   cwd=folder, check=True, capture_output=True)
+    combined = folder / "combined.pem"
+    combined.write_bytes((folder / "cert.pem").read_bytes() + (folder / "tls.pem").read_bytes())
+    return str(combined)
+
+
+def https(data):
+    """The same upload + unmap + download through the TLS front, against plain HTTP."""
+    print("HTTPS (TLS front) vs HTTP, upload + unmap + download:")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "plain").mkdir()
+        (tmp / "tls").mkdir()
+        times = {}
+        for label, cert in (("HTTP", None), ("HTTPS", self_signed(tmp / "tls"))):
+            proc, base, client = start_daemon(tmp / ("tls" if cert else "plain"), "bench-password", cert)
+            try:
+                def round_trip():
+                    created = client.post(base + "/images", files=upload_files(data))
+                    assert created.status_code == 201, created.text
+                    out = client.post(f"{base}/images/{created.json()['id']}/filters/unmap")
+                    assert out.status_code == 200 and out.content, out.text
+                    client.delete(f"{base}/images/{created.json()['id']}")
+                round_trip()                                # connection and TLS session set up
+                times[label] = best_of(round_trip, repeat=7)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+        print(row("HTTP (reference)", times["HTTP"]))
+        print(row("HTTPS", times["HTTPS"], times["HTTP"]))
+
+
+def main(parts=("compute", "codecs", "http", "https")):
     print(f"sensord filters benchmark ({os.cpu_count()} CPUs, numpy {np.__version__}, "
           f"load average {os.getloadavg()[0]:.2f})")
     image = test_image()
@@ -151,3 +196,5 @@ def main(parts=("compute", "codecs", "http")):
         codec_times(image)
     if "http" in parts:
         http(image, data)
+    if "https" in parts:
+        https(data)

@@ -206,3 +206,13 @@ def test_unit_reloads_with_sighup_and_outwaits_the_shutdown_bound():
     assert lines["ExecReload"] == "/bin/kill -HUP $MAINPID"
     # systemd's SIGKILL must not cut the daemon's own bounded stop short.
     assert int(lines["TimeoutStopSec"]) > ServerSettings().shutdown_seconds
+
+
+def test_unit_with_the_https_credentials_enabled_verifies(tmp_path):
+    copy = unit_copy(tmp_path)
+    text = copy.read_text()
+    assert text.count("#LoadCredential=") == 2
+    copy.write_text(text.replace("#LoadCredential=", "LoadCredential="))
+    run = systemd_analyze("verify", str(copy))
+    about_unit = [line for line in (run.stdout + run.stderr).splitlines() if copy.name in line]
+    assert run.returncode == 0 and not about_unit, run.stdout + run.stderr
