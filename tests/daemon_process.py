@@ -18,15 +18,19 @@ MODALITY = "/api/dsio/modality/v1"
 
 
 class DaemonProcess:
-    def __init__(self, folder: Path, config: str, *, env: dict | None = None):
+    def __init__(self, folder: Path, config: str, *, env: dict | None = None, cert: str | None = None):
+        """``cert``: the daemon serves HTTPS with it (``config`` names it too); the client trusts it."""
         self.folder = folder
         self.config = folder / "sensord.toml"
         self.state = folder / "state"
         self.log_path = folder / "sensord.log"
         self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"{'https' if cert else 'http'}://127.0.0.1:{self.port}"
         self.http = requests.Session()
         self.http.auth = (USER, PASSWORD)
+        if cert:
+            # trust_env off, or $REQUESTS_CA_BUNDLE overrides verify.
+            self.http.verify, self.http.trust_env = cert, False
         self.env = {k: v for k, v in os.environ.items()
                     if k not in ("STATE_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
         self.env.update(env or {})

@@ -2,23 +2,17 @@
 forward and outbox endpoints, and a kill -9 with deliveries in flight."""
 from __future__ import annotations
 
-import collections
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import requests
 
 from tests import images
-from tests.conftest import PASSWORD, USER, _password_hash
-from tests.loopback import free_port, wait_until
+from tests.daemon_process import daemon_process
+from tests.loopback import wait_until
 from tests.modality import API, create_session, device_of, expose, subscribe_status
 from tests.test_api_images import assert_error
 
 ADMIN = "/api/sensord/v1"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def target(url, **extra):
@@ -87,21 +81,12 @@ def test_bad_targets_stop_the_start(tmp_path):
         make_settings(tmp_path, forward={"rules": [{"target": "dm"}]})
 
 
-def _start(config: Path, port: int, state: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "daemon.cli", "serve", "--config", str(config),
-                             "--port", str(port), "--state-dir", str(state)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def test_kill_9_with_deliveries_in_flight_loses_nothing_and_sends_nothing_twice(tmp_path, datamint):
     fake, url = datamint
     # Every upload is stored, then its answer is held past the client's timeout:
     # the daemon is killed while deliveries are in flight and answers are lost.
     fake.faults.lose(3.0, times=4, path="/resources", method="POST")
-    config = tmp_path / "sensord.toml"
-    config.write_text(f"""
-[auth.users]
-{USER} = "{_password_hash()}"
+    config = f"""
 [drivers]
 urls = ["sim://?models=select0&time_scale=0.01"]
 [[forward.targets]]
@@ -116,39 +101,22 @@ backoff_max = 0.5
 [[forward.rules]]
 target = "dm"
 source = "acquired"
-""")
-    port, state = free_port(), tmp_path / "state"
-    base = f"http://127.0.0.1:{port}"
-    http = requests.Session()
-    http.auth = (USER, PASSWORD)
-    proc = _start(config, port, state)
-    try:
-        assert wait_until(lambda: _up(http, base), 30)
-        dev = http.get(base + API + "/devices").json()[0]["deviceId"]
-        sid = http.post(base + API + "/acquisition", json={"deviceId": dev}).json()["sessionId"]
-        srv = collections.namedtuple("Srv", "http url")(http, lambda p: base + p)
+"""
+    with daemon_process(tmp_path, config) as srv:        # http and url() as the serve fixture's
+        http = srv.http
+        dev = http.get(srv.url(API + "/devices")).json()[0]["deviceId"]
+        sid = http.post(srv.url(API + "/acquisition"), json={"deviceId": dev}).json()["sessionId"]
         stream = subscribe_status(srv, sid)
         acquired = [expose(srv, sid, dev, stream)[1]["id"] for _ in range(5)]
         stream.close()
         assert wait_until(lambda: fake.upload_calls >= 2)        # deliveries are under way
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        srv.signal(signal.SIGKILL)
+        srv.wait(timeout=10)
         stored_at_kill = len(fake.resources)
         assert stored_at_kill < 5                                 # the kill came mid-way
 
-        proc = _start(config, port, state)
-        assert wait_until(lambda: _up(http, base), 30)
-        assert wait_until(lambda: http.get(base + ADMIN + "/outbox").json()["counts"] == {"delivered": 5}, 30), \
-            http.get(base + ADMIN + "/outbox").json()
+        srv.start()
+        assert wait_until(lambda: http.get(srv.url(ADMIN + "/outbox")).json()["counts"] == {"delivered": 5}, 30), \
+            http.get(srv.url(ADMIN + "/outbox")).json()
         names = [r["filename"] for r in fake.resources]
         assert sorted(names) == sorted(f"{i}.png" for i in acquired)   # every image, none twice
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def _up(http, base) -> bool:
-    try:
-        return http.get(base + API, timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False

@@ -62,10 +62,7 @@ def config_with_tls(pki, key: str | None = None) -> str:
 
 
 def test_serve_over_https_with_the_cli_and_sigterm(tmp_path, pki):
-    daemon = DaemonProcess(tmp_path, config_with_tls(pki))
-    daemon.http.verify = pki.cert
-    daemon.http.trust_env = False           # or $REQUESTS_CA_BUNDLE overrides verify
-    daemon.base = daemon.base.replace("http://", "https://")
+    daemon = DaemonProcess(tmp_path, config_with_tls(pki), cert=pki.cert)
     daemon.start()
     try:
         assert f"listening on https://127.0.0.1:{daemon.port}" in daemon.log()

@@ -3,6 +3,7 @@ finishes, nothing new is accepted, and the process exits 0 within the bound."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import signal
 import socket
@@ -31,6 +32,15 @@ def upload_request(port: int) -> tuple[bytes, bytes]:
     return head + body[:half], body[half:]
 
 
+@contextlib.contextmanager
+def half_sent_upload(daemon):
+    """A connection that has sent the headers and half the body of an upload: (socket, the rest)."""
+    first, rest = upload_request(daemon.port)
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+        sock.sendall(first)
+        yield sock, rest
+
+
 def status_of(sock: socket.socket) -> int:
     answer = b""
     while chunk := sock.recv(65536):
@@ -48,9 +58,7 @@ def refuses_connections(port: int) -> bool:
 
 def test_sigterm_finishes_the_upload_in_progress_and_accepts_nothing_new(tmp_path):
     with daemon_process(tmp_path, "[server]\nshutdown_seconds = 20.0\n") as daemon:
-        first, rest = upload_request(daemon.port)
-        with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
-            sock.sendall(first)
+        with half_sent_upload(daemon) as (sock, rest):
             daemon.signal(signal.SIGTERM)
             assert wait_until(lambda: refuses_connections(daemon.port)), "still accepting after SIGTERM"
             assert daemon.proc.poll() is None           # waiting for the upload
@@ -88,9 +96,7 @@ def test_sigterm_waits_for_the_exposure_being_read_out(tmp_path):
 
 def test_work_that_never_finishes_is_cut_at_the_bound_and_exit_is_still_0(tmp_path):
     with daemon_process(tmp_path, "[server]\nshutdown_seconds = 1.5\n") as daemon:
-        first, _ = upload_request(daemon.port)
-        with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
-            sock.sendall(first)                         # and never the rest
+        with half_sent_upload(daemon):                  # and never the rest
             assert wait_until(lambda: daemon.http.get(daemon.url(MODALITY)).ok)
             started = time.monotonic()
             daemon.signal(signal.SIGTERM)
@@ -102,9 +108,7 @@ def test_work_that_never_finishes_is_cut_at_the_bound_and_exit_is_still_0(tmp_pa
 
 def test_a_second_signal_stops_at_once(tmp_path):
     with daemon_process(tmp_path, "[server]\nshutdown_seconds = 300.0\n") as daemon:
-        first, _ = upload_request(daemon.port)
-        with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
-            sock.sendall(first)
+        with half_sent_upload(daemon):
             daemon.signal(signal.SIGTERM)
             assert wait_until(lambda: "SIGTERM: stopping" in daemon.log())
             daemon.signal(signal.SIGINT)
