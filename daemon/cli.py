@@ -52,7 +52,7 @@ def serve(args) -> int:
     stop = GracefulStop(daemon, server, life, settings.server.shutdown_seconds)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, functools.partial(_on_hup, daemon, load, life))
+    signal.signal(signal.SIGHUP, functools.partial(_on_hup, daemon, load, life, server.front))
     log.info("listening on %s://%s:%s, state in %s", server.scheme, settings.server.host,
              server.port, settings.store.state_dir)
     life.ready()        # the socket listens and the drivers have enumerated
@@ -68,14 +68,14 @@ def serve(args) -> int:
 _reloading = threading.Lock()
 
 
-def _on_hup(daemon, load, life, signum, frame) -> None:
+def _on_hup(daemon, load, life, front, signum, frame) -> None:
     """SIGHUP: reload in a thread of its own (the handler interrupts the server loop)."""
     from .reload import reload
 
     def run():
         with _reloading:
             life.reloading()
-            reload(daemon, load)
+            reload(daemon, load, front)
             life.reloaded()
 
     logging.getLogger("sensord").info("SIGHUP: reading the configuration again")

@@ -1,7 +1,8 @@
 """SIGHUP: read the configuration again and apply what is safe to change live.
 
 Safe: what each request or exposure reads afresh (users, log level, image
-lifetime and quota, acquisition options, forwarding rules). Not safe without
+lifetime and quota, acquisition options, forwarding rules, and the TLS
+certificate for new connections when HTTPS is on). Not safe without
 a restart: what was built once at start (the listening socket and its
 threads, the drivers, the state folder, the forward targets with their
 connections and deliveries in flight). Those changes are named in the log
@@ -16,6 +17,7 @@ from typing import Callable
 from . import auth, logsetup
 from .forwarder import check_filter_spec
 from .settings import Settings, SettingsError
+from .tls import load_context
 
 log = logging.getLogger("sensord")
 
@@ -59,22 +61,32 @@ def _check_rules(daemon, rules: list[dict]) -> None:
         check_filter_spec(rule.get("filter", "raw"))
 
 
-def reload(daemon, load: Callable[[], Settings]) -> list[str]:
-    """Apply the reloadable changes; return the keys applied."""
+def reload(daemon, load: Callable[[], Settings], front=None) -> list[str]:
+    """Apply the reloadable changes; return the keys applied.
+
+    With HTTPS on (``front``, the TLS front) the certificate and key are read
+    again even when their paths did not change: a certificate renewed in place
+    takes effect for the next connections."""
     try:
         new = load()
         if new.forward.rules != daemon.settings.forward.rules:
             _check_rules(daemon, new.forward.rules)
+        tls = new.server if front is not None and new.server.tls_cert else None
+        context = load_context(tls.tls_cert, tls.tls_key) if tls else None
     except (SettingsError, ValueError) as err:
         log.error("reload refused, still running on the previous settings: %s", err)
         return []
+    reloadable = RELOADABLE | ({"server.tls_cert", "server.tls_key"} if context else set())
     changed = changed_keys(daemon.settings, new)
-    now = [k for k in changed if k in RELOADABLE]
-    later = [k for k in changed if k not in RELOADABLE]
+    now = [k for k in changed if k in reloadable]
+    later = [k for k in changed if k not in reloadable]
     if later:
         log.warning("reload: %s changed; that takes a restart", ", ".join(later))
+    if context is not None:
+        front.set_context(context)
+        log.info("reload: TLS certificate read again from %s", tls.tls_cert)
     if not now:
-        log.info("reload: nothing to apply")
+        log.info("reload: nothing else to apply" if context else "reload: nothing to apply")
         return []
     settings = _merge(daemon.settings, new, now)
     logsetup.apply_levels(settings.log)

@@ -90,6 +90,10 @@ class TlsFront:
         self._thread.start()
         self._ready.wait()
 
+    def set_context(self, context: ssl.SSLContext) -> None:
+        """Use ``context`` for the connections accepted from now on (a renewed certificate)."""
+        self._context = context
+
     def stop_accepting(self) -> None:
         """Close the listener only; the connections already open go on."""
         if self._loop is not None and not self._loop.is_closed():

@@ -3,9 +3,12 @@ certificate path in the config, the whole API through the TLS front."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -14,6 +17,7 @@ from daemon import health
 from tests.conftest import PASSWORD, USER
 from tests.daemon_process import MODALITY, ROOT, DaemonProcess, daemon_process
 from tests.images import image_info, png16, raw_image, upload_files
+from tests.loopback import wait_until
 from tests.modality import create_session, device_of, expose, subscribe_status
 
 FILTERS = "/api/dsio/filters/v1"
@@ -101,3 +105,31 @@ def test_a_certificate_that_cannot_be_used_stops_the_start_naming_it(tmp_path, p
 def test_plain_http_stays_the_default(tmp_path):
     with daemon_process(tmp_path) as daemon:
         assert f"listening on http://127.0.0.1:{daemon.port}" in daemon.log()
+
+
+def served_certificate(port: int) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", port)))
+
+
+def der(path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(Path(path).read_text())
+
+
+def test_sighup_reads_a_certificate_renewed_in_place(tmp_path, pki):
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    shutil.copy(pki.cert, cert)
+    shutil.copy(pki.key, key)
+    with daemon_process(tmp_path, f'[server]\ntls_cert = "{cert}"\ntls_key = "{key}"\n', cert=str(cert)) as daemon:
+        assert served_certificate(daemon.port) == der(pki.cert)
+
+        (tmp_path / "garbage.key").write_text("not a key")      # a broken renewal changes nothing
+        shutil.copy(tmp_path / "garbage.key", key)
+        daemon.signal(signal.SIGHUP)
+        assert wait_until(lambda: "reload refused" in daemon.log()), daemon.log()
+        assert served_certificate(daemon.port) == der(pki.cert)
+
+        shutil.copy(pki.other_cert, cert)                         # renewed: same paths, new files
+        shutil.copy(pki.other_key, key)
+        daemon.signal(signal.SIGHUP)
+        assert wait_until(lambda: "TLS certificate read again" in daemon.log()), daemon.log()
+        assert served_certificate(daemon.port) == der(pki.other_cert)
