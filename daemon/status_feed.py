@@ -54,6 +54,9 @@ class StatusFeed:
             self._wake.clear()      # a notify from here on is seen by the next round
             if self._stop.is_set():
                 return
+            if self.hub.subscriber_count == 0:
+                self._last = None       # nobody to tell; a new subscriber gets a fresh snapshot
+                continue
             self.refresh()
 
     def refresh(self) -> None:

@@ -3,6 +3,7 @@ page itself in headless Chromium against a running daemon."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import requests
@@ -82,6 +83,23 @@ def test_feed_coalesces_bursts_and_publishes_only_changes():
         feed.close()
     assert sub.get(1) is CLOSED                   # close ends the subscriptions
     feed.close()                                  # and may be called twice
+
+
+def test_feed_builds_nothing_while_nobody_listens():
+    built = []
+    feed = StatusFeed(lambda: built.append(1) or {"n": len(built)}, Hub(SubscriberLimit(4)),
+                      interval=0.05, coalesce=0.01)
+    feed.start()
+    try:
+        for _ in range(5):
+            feed.notify()
+            time.sleep(0.05)
+        assert built == []
+        sub = feed.hub.subscribe()
+        feed.notify()
+        assert sub.get(2)[0] == "status"          # the first listener gets snapshots again
+    finally:
+        feed.close()
 
 
 # -- HTTP ------------------------------------------------------------------------
