@@ -11,7 +11,7 @@ import time
 
 from tests.conftest import PASSWORD, USER
 from tests.daemon_process import MODALITY, daemon_process
-from tests.images import image_info, multipart, png16, raw_image
+from tests.images import image_info, multipart, png16, raw_image, upload_files
 from tests.loopback import wait_until
 from tests.modality import ADMIN
 
@@ -135,9 +135,8 @@ target = "dm"
 """
     with daemon_process(tmp_path, config) as daemon:
         http = daemon.http
-        resource = http.post(daemon.url(FILTERS + "/images"), files={
-            "imageInfo": (None, json.dumps(image_info()), "application/json"),
-            "imageMedia": ("x.png", png16(raw_image()), "image/png")}).json()
+        resource = http.post(daemon.url(FILTERS + "/images"),
+                             files=upload_files(image_info(), png16(raw_image()))).json()
         queued = http.post(daemon.url(ADMIN + "/forward"), json={"resourceId": resource["id"], "target": "dm"})
         assert queued.status_code == 202, queued.text
         assert wait_until(lambda: fake.faults.held == 1)          # the delivery is in flight
