@@ -72,14 +72,10 @@ def running(settings, *, prepare=None):
 def datamint():
     """A faithful Datamint on loopback: (the fake, its base URL)."""
     from tests.fake_datamint import FakeDatamint
-    from tests.loopback import serving
+    from tests.loopback import serving_fake
 
-    fake = FakeDatamint()
-    with serving(fake.app) as url:
-        try:
-            yield fake, url
-        finally:
-            fake.faults.release()
+    with serving_fake(FakeDatamint()) as served:
+        yield served
 
 
 @pytest.fixture

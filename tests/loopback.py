@@ -51,3 +51,13 @@ def serving(app, *, threads: int = 8):
         for channel in list(server._map.values()):
             channel.handle_close()
         server.task_dispatcher.shutdown(timeout=2)
+
+
+@contextlib.contextmanager
+def serving_fake(fake):
+    """Yield ``(fake, base URL)`` for a fake platform; its held requests are let go at the end."""
+    with serving(fake.app) as url:
+        try:
+            yield fake, url
+        finally:
+            fake.faults.release()

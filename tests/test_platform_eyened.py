@@ -13,7 +13,7 @@ from daemon.platforms.base import PermanentError, RetryableError
 from daemon.platforms.eyened import sop_instance_uid
 from tests.delivery import make_delivery
 from tests.fake_eyened import FakeEyened
-from tests.loopback import closed_port_url, serving
+from tests.loopback import closed_port_url, serving, serving_fake
 
 _ROLLED_BACK_ERROR = "This Session's transaction has been rolled back due to a previous exception during flush."
 
@@ -36,12 +36,8 @@ def share(tmp_path):
 @pytest.fixture
 def platform(share):
     """(fake, its URL); the fake serves images from the same share the adapter writes to."""
-    fake = FakeEyened(share)
-    with serving(fake.app) as url:
-        try:
-            yield fake, url
-        finally:
-            fake.faults.release()
+    with serving_fake(FakeEyened(share)) as served:
+        yield served
 
 
 @pytest.fixture

@@ -48,6 +48,8 @@ def test_overrides_beat_the_file(tmp_path):
     ("[server]\nport = 70000\n", ["server.port", "65535"]),
     ("[images]\npng_compression = 10\n", ["images.png_compression"]),
     ("[log]\nlevel = \"LOUD\"\n", ["log.level"]),
+    ("[log.loggers]\napscheduler = \"LOUD\"\n", ["log.loggers.apscheduler"]),
+    ("[server]\nshutdown_seconds = 0\n", ["server.shutdown_seconds"]),
     ("[auth.users]\nbob = \"plaintext\"\n", ["auth.users.bob", "hash-password"]),
     ("[server\n", ["not valid TOML"]),
 ])
