@@ -27,9 +27,9 @@ EXPOSURES = 7
 
 
 def exposure_stages() -> None:
-    from daemon.service import Sensord
-    from daemon.settings import from_mapping
-    from daemon.events import CLOSED
+    from sensord.daemon.live.hub import CLOSED
+    from sensord.daemon.service import Sensord
+    from sensord.daemon.settings import from_mapping
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = from_mapping({
@@ -76,14 +76,14 @@ def _connect(port: int, path: str, auth: str) -> socket.socket:
 
 
 def fan_out() -> None:
-    from daemon.auth import hash_password
+    from sensord.daemon.api.auth import hash_password
 
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         config = Path(tmp) / "bench.toml"
         config.write_text(f'[auth.users]\nbench = "{hash_password("pw")}"\n[log]\nlevel = "WARNING"\n'
                           f'[drivers]\nurls = ["sim://?models=select0&time_scale=0.01"]\n')
-        proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "serve", "--config", str(config),
+        proc = subprocess.Popen([sys.executable, "-m", "sensord.daemon.host.cli", "serve", "--config", str(config),
                                  "--port", str(port), "--state-dir", str(Path(tmp) / "state")])
         base = f"http://127.0.0.1:{port}/api/dsio/modality/v1"
         http = requests.Session()

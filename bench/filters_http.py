@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import requests
 
-import filters
-from filters import codecs, png
-from filters.lut import Lut
+from sensord import filters
+from sensord.filters import codecs, png
+from sensord.filters.lut import Lut
 
 from .timing import best_of, row
 
@@ -38,7 +38,7 @@ FILTERS = [
 
 def test_image() -> np.ndarray:
     """A simulated 12-bit exposure, mapped as the sensor service delivers it."""
-    from drivers.phantom import phantom
+    from sensord.drivers.phantom import phantom
 
     raw = phantom(width=WIDTH, height=HEIGHT, bits=12, seed=7)
     return filters.lut_map(raw, lut=LUT)
@@ -86,13 +86,13 @@ def free_port() -> int:
 
 def start_daemon(state: Path, password: str, cert: str | None = None):
     """The daemon in its own process: (process, Filters API base URL, client)."""
-    from daemon.auth import hash_password
+    from sensord.daemon.api.auth import hash_password
 
     port = free_port()
     config = state / "bench.toml"
     tls = f'[server]\ntls_cert = "{cert}"\n' if cert else ""
     config.write_text(f'[auth.users]\nbench = "{hash_password(password)}"\n[log]\nlevel = "WARNING"\n{tls}')
-    proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "serve", "--config", str(config),
+    proc = subprocess.Popen([sys.executable, "-m", "sensord.daemon.host.cli", "serve", "--config", str(config),
                              "--port", str(port), "--state-dir", str(state / "state")])
     base = f"{'https' if cert else 'http'}://127.0.0.1:{port}/api/dsio/filters/v1"
     client = requests.Session()

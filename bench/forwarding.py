@@ -29,10 +29,10 @@ serve(FakeDatamint().app, host="127.0.0.1", port=int(sys.argv[1]), threads=8, _q
 
 
 def main() -> None:
-    from daemon.forwarder import Forwarder, Target
-    from daemon.outbox import Outbox
-    from daemon.platforms import open_adapter
-    from filters import png
+    from sensord.daemon.forward.delivery import Forwarder, Target
+    from sensord.daemon.forward.outbox import Outbox
+    from sensord.daemon.forward.platforms import open_adapter
+    from sensord.filters import png
 
     root = Path(__file__).resolve().parent.parent
     data = png.encode_gray16(test_image())

@@ -13,9 +13,9 @@ from statistics import median
 
 import numpy as np
 
-from daemon import pipeline
-from drivers.base import FrameEvent, Sensor
-from drivers.phantom import phantom
+from sensord.daemon.acquisition import pipeline
+from sensord.drivers.base import FrameEvent, Sensor
+from sensord.drivers.phantom import phantom
 
 from .timing import best_of, row
 

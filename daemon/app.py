@@ -1,22 +1,21 @@
 """The Flask app factory: services come in through ``app.extensions``."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask
 
-from . import admin_api, filters_api, forward_api, modality_api, status_page
-from .errors import register_error_handlers
+from .api import admin, filters, forward, modality, status_page
+from .api.errors import register_error_handlers
 
 
 def create_app(services) -> Flask:
-    app = Flask("sensord")
+    app = Flask("sensord", root_path=str(Path(__file__).parent))   # "sensord" is a namespace package
     app.config["MAX_CONTENT_LENGTH"] = services.settings.server.max_upload_mb << 20
     app.json.sort_keys = False          # answer in the spec's field order
     app.extensions["sensord"] = services
     services.auth.install(app)
     register_error_handlers(app)
-    app.register_blueprint(filters_api.bp)
-    app.register_blueprint(modality_api.bp)
-    app.register_blueprint(admin_api.bp)
-    app.register_blueprint(forward_api.bp)
-    app.register_blueprint(status_page.bp)
+    for api in (filters, modality, admin, forward, status_page):
+        app.register_blueprint(api.bp)
     return app

@@ -8,22 +8,22 @@ import logging
 import time
 from pathlib import Path
 
-from filters import png
+from sensord.filters import png
 
-from . import auth
-from .devices import DeviceRegistry
-from .events import Hub, SubscriberLimit
-from .forwarder import Forwarder, build_targets, check_filter_spec
-from .forwarding import Forwarding
-from .outbox import Outbox
-from .hotplug import SerialPortWatcher
+from .acquisition.devices import DeviceRegistry
+from .acquisition.hotplug import SerialPortWatcher
+from .acquisition.session_images import ImageFolder
+from .acquisition.sessions import AcquisitionOptions, SessionManager
+from .api import auth
+from .forward.delivery import Forwarder, build_targets, check_filter_spec
+from .forward.outbox import Outbox
+from .forward.rules import Forwarding
+from .live.hub import Hub, SubscriberLimit
+from .live.status_feed import StatusFeed
+from .live.status_snapshot import status_snapshot
 from .scheduler import Scheduler
-from .session_images import ImageFolder
-from .sessions import AcquisitionOptions, SessionManager
 from .settings import Settings
-from .status_feed import StatusFeed
-from .status_snapshot import status_snapshot
-from .store import ResourceStore
+from .store.resources import ResourceStore
 
 log = logging.getLogger("sensord")
 

@@ -164,10 +164,10 @@ def _check(settings: Settings, source: str) -> None:
             raise SettingsError(f"{source}: 'log.loggers.{name}' must be one of {', '.join(_LEVELS)}")
     if settings.acquisition.hash_alg not in HASH_ALGS:
         raise SettingsError(f"{source}: 'acquisition.hash_alg' must be one of {', '.join(HASH_ALGS)}")
-    from drivers import SCHEMES
+    from sensord.drivers import SCHEMES
     for url in settings.drivers.urls:
         if not isinstance(url, str) or "://" not in url:
-            raise SettingsError(f"{source}: 'drivers.urls' must be a list of driver URLs like \"sim://\"")
+            raise SettingsError(f"{source}: 'sensord.drivers.urls' must be a list of driver URLs like \"sim://\"")
         if url.split("://", 1)[0].lower() not in SCHEMES:
             raise SettingsError(f"{source}: unknown sensor driver scheme in {url!r} "
                                 f"(known: {', '.join(s + '://' for s in SCHEMES)})")

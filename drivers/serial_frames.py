@@ -13,8 +13,15 @@ from typing import Optional
 
 import numpy as np
 
-from .serial_wire import (MAX_CHUNK_DATA, Chunk, ExposureStart, FrameEnd, encode_chunk,
-                          encode_exposure, encode_frame_end)
+from .serial_wire import (
+    MAX_CHUNK_DATA,
+    Chunk,
+    ExposureStart,
+    FrameEnd,
+    encode_chunk,
+    encode_exposure,
+    encode_frame_end,
+)
 
 
 def encode_image(frame_id: int, pixels: np.ndarray, *, binned: bool = False,

@@ -28,7 +28,14 @@ import serial
 
 from . import serial_wire as w
 from .base import Device, DeviceEvent, Driver, DriverError, FrameEvent, StateEvent
-from .serial_device import FAULTS, battery_percent, device_from, parse_options, parse_url, status_state
+from .serial_device import (
+    FAULTS,
+    battery_percent,
+    device_from,
+    parse_options,
+    parse_url,
+    status_state,
+)
 from .serial_frames import FrameAssembler, FrameError
 
 __all__ = ["DRIVER_CLASS", "SerialDriver", "list_ports", "parse_url"]

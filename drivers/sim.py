@@ -63,7 +63,15 @@ from typing import Optional
 import numpy as np
 
 from . import sim_catalog as cat
-from .base import Device, DeviceEvent, Driver, DriverError, Event, FrameEvent, StateEvent
+from .base import (
+    Device,
+    DeviceEvent,
+    Driver,
+    DriverError,
+    Event,
+    FrameEvent,
+    StateEvent,
+)
 from .phantom import phantom
 
 log = logging.getLogger(__name__)

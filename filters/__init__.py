@@ -9,8 +9,17 @@ from .codecs import MEDIA_TYPES, encode
 from .display import to_8bit
 from .enhance import ae, select, supreme
 from .lut import Lut, lut_from_histogram, lut_map, lut_unmap
-from .png import (CorruptPngError, NotPngError, PngError, PngFormatError, PngHeader,
-                  PngTooLargeError, decode_gray16, encode_gray16, read_header)
+from .png import (
+                  CorruptPngError,
+                  NotPngError,
+                  PngError,
+                  PngFormatError,
+                  PngHeader,
+                  PngTooLargeError,
+                  decode_gray16,
+                  encode_gray16,
+                  read_header,
+)
 from .rotation import rotate
 
 __all__ = [

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from daemon.app import create_app
-from daemon.auth import hash_password
-from daemon.server import Server
-from daemon.service import Sensord
-from daemon.settings import from_mapping
+from sensord.daemon.api.auth import hash_password
+from sensord.daemon.app import create_app
+from sensord.daemon.host.server import Server
+from sensord.daemon.service import Sensord
+from sensord.daemon.settings import from_mapping
 
 USER, PASSWORD = "dentist", "correct horse battery staple"
 

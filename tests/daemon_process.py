@@ -47,7 +47,7 @@ class DaemonProcess:
     def start(self, timeout: float = 30) -> None:
         with open(self.log_path, "a") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "daemon.cli", "serve", "--config", str(self.config),
+                [sys.executable, "-m", "sensord.daemon.host.cli", "serve", "--config", str(self.config),
                  "--port", str(self.port), "--state-dir", str(self.state)],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         if not wait_until(lambda: self.up() or self.proc.poll() is not None, timeout) or not self.up():

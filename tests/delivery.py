@@ -5,7 +5,7 @@ import hashlib
 import uuid
 from pathlib import Path
 
-from daemon.platforms.base import Delivery
+from sensord.daemon.forward.platforms.base import Delivery
 from tests import images
 
 

@@ -30,8 +30,8 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from drivers import serial_frames as f
-from drivers import serial_wire as w
+from sensord.drivers import serial_frames as f
+from sensord.drivers import serial_wire as w
 
 State = w.DeviceState
 LOW_BATTERY_PERCENT = 10   # the emulated firmware's own threshold

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import filters
-from filters.lut import Lut
+from sensord import filters
+from sensord.filters.lut import Lut
 from tests import images
 from tests.test_api_images import API, assert_error
 

@@ -68,8 +68,8 @@ def test_forward_on_request_and_operator_endpoints(serve, datamint):
 
 
 def test_bad_targets_stop_the_start(tmp_path):
-    from daemon.service import Sensord
-    from daemon.settings import SettingsError
+    from sensord.daemon.service import Sensord
+    from sensord.daemon.settings import SettingsError
     from tests.conftest import make_settings
 
     with pytest.raises(ValueError, match="pasword"):

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from daemon import durable
+from sensord.daemon import durable
 from tests import images
 from tests.loopback import wait_until
 from tests.test_api_images import API, assert_error, upload
@@ -78,7 +78,7 @@ def test_disk_full_mid_write_leaves_no_half_resource(serve, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, data, **kw)
 
-    monkeypatch.setattr("daemon.store.write_file", failing)
+    monkeypatch.setattr("sensord.daemon.store.resources.write_file", failing)
     assert_error(upload(srv), 507, "storage")
     assert calls == ["media.png", "resource.json"]
     assert list(srv.daemon.store.root.iterdir()) == []

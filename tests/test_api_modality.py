@@ -10,8 +10,18 @@ import pytest
 from PIL import Image
 
 from tests import images
-from tests.modality import (ADMIN, API, control, create_session, device_of, devices,
-                            expose, put_info, state_is, subscribe_status)
+from tests.modality import (
+    ADMIN,
+    API,
+    control,
+    create_session,
+    device_of,
+    devices,
+    expose,
+    put_info,
+    state_is,
+    subscribe_status,
+)
 from tests.sse_client import END, EventStream
 from tests.test_api_images import assert_error
 

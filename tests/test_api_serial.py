@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from tests import images
-from tests.modality import API, arm_and_wait, create_session, devices, state_is, subscribe_status
+from tests.modality import (
+    API,
+    arm_and_wait,
+    create_session,
+    devices,
+    state_is,
+    subscribe_status,
+)
 from tests.sensor_emulator import SensorEmulator
 from tests.sse_client import EventStream
 
@@ -100,7 +107,7 @@ def test_ports_that_appear_become_devices(serve, tmp_path):
 
 
 def test_unknown_driver_scheme_stops_the_start(tmp_path):
-    from daemon.settings import SettingsError
+    from sensord.daemon.settings import SettingsError
     from tests.conftest import make_settings
 
     with pytest.raises(SettingsError, match="usb"):

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import requests
-
-from tests.loopback import free_port, wait_until
 from werkzeug.security import check_password_hash
 
-SENSORD = [sys.executable, "-m", "daemon.cli"]
+from tests.loopback import free_port, wait_until
+
+SENSORD = [sys.executable, "-m", "sensord.daemon.host.cli"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -63,7 +63,14 @@ def test_serve_on_defaults_creates_admin_and_stops_on_sigterm(tmp_path):
 
 def test_expose_and_battery_from_the_command_line(serve):
     from tests.conftest import PASSWORD, USER
-    from tests.modality import API, create_session, devices, put_info, subscribe_status, state_is
+    from tests.modality import (
+        API,
+        create_session,
+        devices,
+        put_info,
+        state_is,
+        subscribe_status,
+    )
 
     srv = serve()
     dev = next(d for d in devices(srv) if d["battery"])["deviceId"]
@@ -88,9 +95,9 @@ def test_expose_and_battery_from_the_command_line(serve):
 
 
 def test_outbox_from_the_command_line(serve):
+    from tests import images
     from tests.conftest import PASSWORD, USER
     from tests.loopback import closed_port_url
-    from tests import images
 
     target = {"name": "dm", "kind": "datamint", "url": closed_port_url(), "api_key": "k", "max_attempts": 1}
     srv = serve(forward={"targets": [target]})

@@ -1,9 +1,9 @@
-"""filters.binning.bin2x2 against an exact numpy reference."""
+"""sensord.filters.binning.bin2x2 against an exact numpy reference."""
 
 import numpy as np
 import pytest
 
-from filters.binning import bin2x2
+from sensord.filters.binning import bin2x2
 
 
 def _reference(image):

@@ -1,4 +1,4 @@
-"""filters.codecs.encode: lossless 16-bit PNG/TIFF, windowed 8-bit JPEG/GIF."""
+"""sensord.filters.codecs.encode: lossless 16-bit PNG/TIFF, windowed 8-bit JPEG/GIF."""
 
 import io
 
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from filters.codecs import MEDIA_TYPES, encode
-from filters.display import to_8bit
-from filters.lut import Lut
+from sensord.filters.codecs import MEDIA_TYPES, encode
+from sensord.filters.display import to_8bit
+from sensord.filters.lut import Lut
 
 SHAPES = [(1, 1), (1, 9), (9, 1), (5, 7), (64, 48), (600, 427)]
 LUT = Lut(gamma=2.3, slope=65535, offset=0, total_grays=4096, minimum_gray=3612, maximum_gray=418)

@@ -1,11 +1,11 @@
-"""filters.display.to_8bit and filters.histogram percentiles."""
+"""sensord.filters.display.to_8bit and filters.histogram percentiles."""
 
 import numpy as np
 import pytest
 
-from filters.display import to_8bit
-from filters.histogram import gray_histogram, gray_percentiles
-from filters.lut import Lut
+from sensord.filters.display import to_8bit
+from sensord.filters.histogram import gray_histogram, gray_percentiles
+from sensord.filters.lut import Lut
 
 SHAPES = [(1, 1), (1, 9), (9, 1), (5, 7), (64, 48), (600, 427)]
 LUT = Lut(gamma=2.3, slope=65535, offset=0, total_grays=4096, minimum_gray=3612, maximum_gray=418)

@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from filters import coring
-from filters.lut import Lut, lut_map
-from filters.multiscale import coarse_blur, multiscale_enhance
-from filters.presets import AE_TASKS, SELECT_MODES, SUPREME_TASKS, Preset
-from filters.stabilize import domain_tables
+from sensord.filters import coring
+from sensord.filters.lut import Lut, lut_map
+from sensord.filters.multiscale import coarse_blur, multiscale_enhance
+from sensord.filters.presets import AE_TASKS, SELECT_MODES, SUPREME_TASKS, Preset
+from sensord.filters.stabilize import domain_tables
 
 SPEC_LUT = Lut(gamma=2.3, slope=65535, offset=0, total_grays=4096, minimum_gray=3612, maximum_gray=418)
 

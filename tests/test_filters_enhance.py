@@ -1,12 +1,19 @@
-"""filters.enhance: select, supreme and ae on a synthetic radiograph."""
+"""sensord.filters.enhance: select, supreme and ae on a synthetic radiograph."""
 
 import math
 
 import numpy as np
 import pytest
 
-from filters.enhance import AE_TASK_NAMES, SELECT_MODE_NAMES, SUPREME_TASK_NAMES, ae, select, supreme
-from filters.lut import Lut, lut_map
+from sensord.filters.enhance import (
+    AE_TASK_NAMES,
+    SELECT_MODE_NAMES,
+    SUPREME_TASK_NAMES,
+    ae,
+    select,
+    supreme,
+)
+from sensord.filters.lut import Lut, lut_map
 
 try:
     from phantom import edge_energy, flat_noise, tooth_phantom

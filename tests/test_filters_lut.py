@@ -1,11 +1,18 @@
-"""filters.lut: the LutInfo map, its exact inverse, validation, automatic choice."""
+"""sensord.filters.lut: the LutInfo map, its exact inverse, validation, automatic choice."""
 
 import math
 
 import numpy as np
 import pytest
 
-from filters.lut import Lut, forward_table, inverse_table, lut_from_histogram, lut_map, lut_unmap
+from sensord.filters.lut import (
+    Lut,
+    forward_table,
+    inverse_table,
+    lut_from_histogram,
+    lut_map,
+    lut_unmap,
+)
 
 SHAPES = [(1, 1), (1, 9), (9, 1), (5, 7), (64, 48), (600, 427)]
 
@@ -225,7 +232,7 @@ def test_lut_from_histogram_rejects_bad_parameters(kwargs, named):
 
 
 def test_lut_from_histogram_ignores_unexposed_zero_pixels():
-    from filters.lut import lut_from_histogram
+    from sensord.filters.lut import lut_from_histogram
 
     rng = np.random.default_rng(3)
     image = rng.integers(800, 3000, (200, 300)).astype(np.uint16)

@@ -1,4 +1,4 @@
-"""filters.png: header parsing on crafted bytes, bounded decoding, lossless encoding."""
+"""sensord.filters.png: header parsing on crafted bytes, bounded decoding, lossless encoding."""
 
 import struct
 import zlib
@@ -7,9 +7,18 @@ import cv2
 import numpy as np
 import pytest
 
-from filters import png
-from filters.png import (CorruptPngError, NotPngError, PngError, PngFormatError, PngHeader,
-                         PngTooLargeError, decode_gray16, encode_gray16, read_header)
+from sensord.filters import png
+from sensord.filters.png import (
+    CorruptPngError,
+    NotPngError,
+    PngError,
+    PngFormatError,
+    PngHeader,
+    PngTooLargeError,
+    decode_gray16,
+    encode_gray16,
+    read_header,
+)
 
 SHAPES = [(1, 1), (1, 9), (9, 1), (5, 7), (64, 48), (600, 427)]
 BOUND = dict(max_width=4096, max_height=4096)

@@ -1,11 +1,11 @@
-"""filters.rotation.rotate: clockwise quarter turns."""
+"""sensord.filters.rotation.rotate: clockwise quarter turns."""
 
 import math
 
 import numpy as np
 import pytest
 
-from filters.rotation import rotate
+from sensord.filters.rotation import rotate
 
 SHAPES = [(1, 1), (1, 9), (9, 1), (5, 7), (64, 48), (600, 427)]
 

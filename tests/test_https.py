@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from daemon import health
+from sensord.daemon.host import health
 from tests.conftest import PASSWORD, USER
 from tests.daemon_process import MODALITY, ROOT, DaemonProcess, daemon_process
 from tests.images import image_info, png16, raw_image, upload_files
@@ -74,7 +74,7 @@ def test_serve_over_https_with_the_cli_and_sigterm(tmp_path, pki):
         # No --url: the CLI finds the daemon (https, port, certificate) in the same config.
         config = daemon.config.read_text().replace("[server]\n", f"[server]\nport = {daemon.port}\n")
         (tmp_path / "cli.toml").write_text(config)
-        status = subprocess.run([sys.executable, "-m", "daemon.cli", "status", "--config", str(tmp_path / "cli.toml")],
+        status = subprocess.run([sys.executable, "-m", "sensord.daemon.host.cli", "status", "--config", str(tmp_path / "cli.toml")],
                                 capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
         assert status.returncode == 0, status.stderr
         assert "devices (3):" in status.stdout
@@ -94,7 +94,7 @@ def test_a_certificate_that_cannot_be_used_stops_the_start_naming_it(tmp_path, p
     key = str(tmp_path / "missing.pem") if which == "missing" else getattr(pki, which)
     daemon = DaemonProcess(tmp_path, config_with_tls(pki, key))
     with open(daemon.log_path, "w") as log:
-        code = subprocess.run([sys.executable, "-m", "daemon.cli", "serve", "--config", str(daemon.config),
+        code = subprocess.run([sys.executable, "-m", "sensord.daemon.host.cli", "serve", "--config", str(daemon.config),
                                "--port", str(daemon.port), "--state-dir", str(daemon.state)],
                               stdout=log, stderr=subprocess.STDOUT, env=daemon.env, cwd=ROOT, timeout=60).returncode
     assert code == 2

@@ -6,11 +6,11 @@ import os
 import subprocess
 import sys
 
-from daemon import logsetup
-from daemon.settings import LogSettings
+from sensord.daemon.host import logsetup
+from sensord.daemon.settings import LogSettings
 from tests.daemon_process import ROOT
 
-SCRIPT = ("import logging; from daemon import logsetup; from daemon.settings import LogSettings; "
+SCRIPT = ("import logging; from sensord.daemon.host import logsetup; from sensord.daemon.settings import LogSettings; "
           "logsetup.configure(LogSettings()); logging.getLogger('sensord').warning('sensor unplugged')")
 
 

@@ -8,9 +8,18 @@ import time
 
 import pytest
 
-from daemon.forwarder import Forwarder, Target, backoff, check_filter_spec
-from daemon.outbox import Outbox
-from daemon.platforms.base import Adapter, PermanentError, RetryableError
+from sensord.daemon.forward.delivery import (
+    Forwarder,
+    Target,
+    backoff,
+    check_filter_spec,
+)
+from sensord.daemon.forward.outbox import Outbox
+from sensord.daemon.forward.platforms.base import (
+    Adapter,
+    PermanentError,
+    RetryableError,
+)
 from tests import images
 
 

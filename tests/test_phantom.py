@@ -1,4 +1,4 @@
-"""drivers.phantom: shape, dtype and range rules, determinism, dose and noise."""
+"""sensord.drivers.phantom: shape, dtype and range rules, determinism, dose and noise."""
 from __future__ import annotations
 
 import time
@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from drivers.phantom import phantom
+from sensord.drivers.phantom import phantom
 
 W, H = 960, 684   # a size 2 sensor at 2.5x larger pixels: same anatomy, fast
 

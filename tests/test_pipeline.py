@@ -1,4 +1,4 @@
-"""daemon.pipeline: binning, rotation, exposure quality, LUT, hash, preview, PNG."""
+"""sensord.daemon.acquisition.pipeline: binning, rotation, exposure quality, LUT, hash, preview, PNG."""
 
 import functools
 import hashlib
@@ -7,12 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
-import filters
-from daemon import pipeline
-from daemon.exposure import exposure_info
-from drivers.base import FrameEvent, Sensor
-from drivers.phantom import phantom
-from filters import Lut
+from sensord import filters
+from sensord.daemon.acquisition import pipeline
+from sensord.drivers.base import FrameEvent, Sensor
+from sensord.drivers.phantom import phantom
+from sensord.filters import Lut
+from sensord.filters.exposure import exposure_info
 
 SPEC_LUT_KEYS = {"gamma", "slope", "offset", "totalGrays", "minimumGray", "maximumGray"}
 SPEC_EXPOSURE = {"min": -1.0, "max": 1.0, "low": -0.5, "high": 0.5, "optimum": 0.0}

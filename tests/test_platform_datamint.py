@@ -5,8 +5,8 @@ from dataclasses import replace
 
 import pytest
 
-from daemon.platforms import open_adapter
-from daemon.platforms.base import PermanentError, RetryableError
+from sensord.daemon.forward.platforms import open_adapter
+from sensord.daemon.forward.platforms.base import PermanentError, RetryableError
 from tests.delivery import make_delivery
 from tests.loopback import closed_port_url
 

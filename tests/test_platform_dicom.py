@@ -9,8 +9,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from daemon.platforms import dicom
-from filters.lut import Lut, lut_map
+from sensord.daemon.forward.platforms import dicom
+from sensord.filters.lut import Lut, lut_map
 from tests import images
 from tests.delivery import make_delivery
 

@@ -11,13 +11,23 @@ import numpy as np
 import pytest
 import requests
 
-from daemon.forwarder import Forwarder, Target
-from daemon.outbox import Outbox
-from daemon.platforms import PermanentError, RetryableError, open_adapter
-from daemon.platforms import dicom
-from daemon.platforms.dicomweb import (DicomWebAdapter, StowOutcome, multipart_related, parse_options,
-                                       split_multipart, stow_outcome)
-from filters.lut import Lut, lut_map, lut_unmap
+from sensord.daemon.forward.delivery import Forwarder, Target
+from sensord.daemon.forward.outbox import Outbox
+from sensord.daemon.forward.platforms import (
+    PermanentError,
+    RetryableError,
+    dicom,
+    open_adapter,
+)
+from sensord.daemon.forward.platforms.dicomweb import (
+    DicomWebAdapter,
+    StowOutcome,
+    multipart_related,
+    parse_options,
+    split_multipart,
+    stow_outcome,
+)
+from sensord.filters.lut import Lut, lut_map, lut_unmap
 from tests import images
 from tests.delivery import make_delivery
 from tests.loopback import closed_port_url, serving
@@ -102,7 +112,7 @@ def test_a_filtered_copy_goes_in_as_a_derived_image(tmp_path, archive):
     original = make_delivery(tmp_path)
     copy_id = str(uuid.uuid5(uuid.UUID(original.image_id), "select:edgePro"))
     copy = make_delivery(tmp_path, image_id=copy_id, height=100, width=150)
-    # As daemon.forwarder.filtered_image describes a copy: the original's id, the copy's hash, the filter.
+    # As forward.delivery.filtered_image describes a copy: the original's id, the copy's hash, the filter.
     copy = dataclasses.replace(copy, image_info={**copy.image_info, "id": original.image_id,
                                                  "filter": "select:edgePro"})
     target = adapter(archive.dicomweb)

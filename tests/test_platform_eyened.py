@@ -8,9 +8,9 @@ from datetime import datetime
 
 import pytest
 
-from daemon.platforms import open_adapter
-from daemon.platforms.base import PermanentError, RetryableError
-from daemon.platforms.eyened import sop_instance_uid
+from sensord.daemon.forward.platforms import open_adapter
+from sensord.daemon.forward.platforms.base import PermanentError, RetryableError
+from sensord.daemon.forward.platforms.eyened import sop_instance_uid
 from tests.delivery import make_delivery
 from tests.fake_eyened import FakeEyened
 from tests.loopback import closed_port_url, serving, serving_fake

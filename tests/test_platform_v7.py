@@ -9,9 +9,13 @@ import numpy as np
 import pytest
 import requests
 
-from daemon.platforms import PermanentError, RetryableError, open_adapter
-from daemon.platforms.thumbnail import fit_inside
-from daemon.platforms.v7 import V7Adapter
+from sensord.daemon.forward.platforms import (
+    PermanentError,
+    RetryableError,
+    open_adapter,
+)
+from sensord.daemon.forward.platforms.v7 import V7Adapter
+from sensord.filters.thumbnail import fit_inside
 from tests import images
 from tests.delivery import make_delivery
 from tests.fake_v7 import FakeV7, Storage

@@ -6,7 +6,7 @@ import signal
 
 import requests
 
-from daemon.auth import hash_password
+from sensord.daemon.api.auth import hash_password
 from tests.conftest import PASSWORD, USER
 from tests.daemon_process import MODALITY, daemon_process
 from tests.loopback import wait_until

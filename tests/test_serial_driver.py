@@ -7,10 +7,10 @@ import uuid
 import numpy as np
 import pytest
 
-from drivers import open_driver
-from drivers.base import DeviceEvent, DriverError, FrameEvent, StateEvent
-from drivers.serial_port import SerialDriver, list_ports, parse_url
-from drivers import serial_wire as w
+from sensord.drivers import open_driver
+from sensord.drivers import serial_wire as w
+from sensord.drivers.base import DeviceEvent, DriverError, FrameEvent, StateEvent
+from sensord.drivers.serial_port import SerialDriver, list_ports, parse_url
 from tests.sensor_emulator import SensorEmulator
 
 # Short timers keep the suite fast; silence_timeout leaves room for a busy 2-core box.

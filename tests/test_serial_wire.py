@@ -6,8 +6,8 @@ import zlib
 import numpy as np
 import pytest
 
-from drivers import serial_frames as f
-from drivers import serial_wire as w
+from sensord.drivers import serial_frames as f
+from sensord.drivers import serial_wire as w
 
 SENSOR = w.SensorDesc("Emu 2", "SN-1", "Emulated", "Supreme", 2, 1200, 854, 12, True, 18500, "3.1.4")
 

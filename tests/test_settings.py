@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon import settings
+from sensord.daemon import settings
 
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "sensord.toml"
 

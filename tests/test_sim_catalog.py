@@ -1,11 +1,11 @@
-"""drivers.sim_catalog: the sim:// URL grammar and the model catalogue."""
+"""sensord.drivers.sim_catalog: the sim:// URL grammar and the model catalogue."""
 from __future__ import annotations
 
 import uuid
 
 import pytest
 
-from drivers import sim_catalog as cat
+from sensord.drivers import sim_catalog as cat
 
 
 def test_default_url_gives_three_devices_of_each_family():

@@ -1,4 +1,4 @@
-"""drivers.sim through open_driver: devices, states, frames, hot-plug, battery.
+"""sensord.drivers.sim through open_driver: devices, states, frames, hot-plug, battery.
 
 Every wait is on the event queue with a timeout; absence of an event is
 shown by a later event that the driver must deliver after it.
@@ -13,8 +13,8 @@ import uuid
 import numpy as np
 import pytest
 
-from drivers import open_driver
-from drivers.base import DeviceEvent, DriverError, FrameEvent, StateEvent
+from sensord.drivers import open_driver
+from sensord.drivers.base import DeviceEvent, DriverError, FrameEvent, StateEvent
 
 FAST = {"time_scale": 0.01}
 TIMEOUT = 5.0

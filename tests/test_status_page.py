@@ -8,8 +8,8 @@ from pathlib import Path
 
 import requests
 
-from daemon.events import CLOSED, Hub, SubscriberLimit
-from daemon.status_feed import StatusFeed
+from sensord.daemon.live.hub import CLOSED, Hub, SubscriberLimit
+from sensord.daemon.live.status_feed import StatusFeed
 from tests.browser import chromium, with_credentials  # noqa: F401  (fixture)
 from tests.conftest import PASSWORD, USER, make_settings, running
 from tests.loopback import closed_port_url, wait_until

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from sensord.daemon.host import health, sdnotify
+from sensord.daemon.host.lifecycle import Watchdog
 from tests.loopback import free_port
-
-from daemon import health, sdnotify
-from daemon.lifecycle import Watchdog
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "sensord.service"
@@ -126,7 +125,7 @@ def test_serve_tells_systemd_ready_watchdog_and_stopping(tmp_path):
     env.update(NOTIFY_SOCKET=str(tmp_path / "notify"), WATCHDOG_USEC="2000000")
     log_path = tmp_path / "sensord.log"
     with datagram_socket(env["NOTIFY_SOCKET"], timeout=30) as notify, open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "serve", "--port", str(port),
+        proc = subprocess.Popen([sys.executable, "-m", "sensord.daemon.host.cli", "serve", "--port", str(port),
                                  "--state-dir", str(state)], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         try:
@@ -169,7 +168,7 @@ def unit_copy(tmp_path) -> Path:
     text = UNIT.read_text()
     assert "ExecStart=/opt/sensord/bin/sensord serve" in text
     copy = tmp_path / "sensord.service"
-    copy.write_text(text.replace("/opt/sensord/bin/sensord", f"{sys.executable} -m daemon.cli"))
+    copy.write_text(text.replace("/opt/sensord/bin/sensord", f"{sys.executable} -m sensord.daemon.host.cli"))
     return copy
 
 
@@ -199,7 +198,7 @@ def test_unit_file_is_sandboxed(tmp_path):
 
 
 def test_unit_reloads_with_sighup_and_outwaits_the_shutdown_bound():
-    from daemon.settings import ServerSettings
+    from sensord.daemon.settings import ServerSettings
 
     lines = dict(line.split("=", 1) for line in UNIT.read_text().splitlines()
                  if "=" in line and not line.startswith("#"))

@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from daemon.tls import TlsFront, load_context
+from sensord.daemon.host.tls import TlsFront, load_context
 from tests.loopback import free_port, serving, wait_until
 
 HOST = "127.0.0.1"

@@ -1,0 +1,231 @@
+"""The devices of every configured driver, their status, and device events.
+
+Drivers call ``emit`` from their own threads; events are queued and handled
+in order on one dispatcher thread, so a driver never waits on the daemon and
+a frame's processing never races the state change that announced it.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+from sensord.daemon.live.hub import Hub
+from sensord.drivers import open_driver
+from sensord.drivers.base import (
+    Device,
+    DeviceEvent,
+    Driver,
+    Event,
+    FrameEvent,
+    StateEvent,
+)
+
+log = logging.getLogger("sensord.devices")
+
+FAULTS = ("NoHardware", "NoSensor", "LowBattery", "Error")
+
+
+class DeviceNotFound(LookupError):
+    pass
+
+
+class DeviceInUse(Exception):
+    pass
+
+
+@dataclass
+class DeviceEntry:
+    device: Device
+    driver: Driver
+    state: str | None = None          # the driver's last reported sensor state
+    session_id: str | None = None     # the session that holds the device
+    present: bool = True              # a removed device keeps its entry (and its
+                                      # session) so a replug finds both again
+
+    @property
+    def status(self) -> str:
+        if self.state == "NoHardware":
+            return "Unavailable"
+        if self.state == "Error":
+            return "Error"
+        return "InUse" if self.session_id else "Available"
+
+
+def battery_json(percent: float | None) -> dict | None:
+    if percent is None:
+        return None
+    level = "Low" if percent < 20 else "Full" if percent >= 90 else "Good"
+    return {"hasBattery": True, "percentRemaining": float(percent), "level": level}
+
+
+def sensor_json(device: Device) -> dict | None:
+    s = device.sensor
+    if s is None:
+        return None
+    return {"modelName": s.model_name, "serialNumber": s.serial_number, "brand": s.brand,
+            "family": s.family, "size": s.size, "width": s.width, "height": s.height,
+            "supportsBinning": s.supports_binning, "version": s.version}
+
+
+def device_json(entry: DeviceEntry) -> dict:
+    d = entry.device
+    return {"deviceId": d.device_id, "name": d.name, "iconUrl": None,
+            "hasSensor": d.sensor is not None, "status": entry.status,
+            "interfaceType": d.interface_type, "modelName": d.model_name,
+            "serialNumber": d.serial_number, "version": d.version,
+            "battery": battery_json(d.battery_percent)}
+
+
+class DeviceRegistry:
+    def __init__(self, urls: list[str], *, hub: Hub):
+        self.urls = list(urls)
+        self.hub = hub
+        self.drivers: list[Driver] = []
+        self.listeners: list[Callable[[Event], None]] = []
+        self._entries: dict[str, DeviceEntry] = {}
+        self._lock = threading.RLock()
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._dispatch, name="device-events", daemon=True)
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+        for url in self.urls:
+            self.add_driver(url)
+        self.settle()     # the device list is complete when start returns
+
+    def add_driver(self, url: str) -> Driver:
+        box: list[Driver] = []   # filled before start(), the first moment a driver may emit
+        driver = open_driver(url, emit=lambda event: self._queue.put((box[0], event)))
+        box.append(driver)
+        driver.start()
+        with self._lock:
+            self.drivers.append(driver)
+        log.info("driver %s started", url)
+        return driver
+
+    def close(self) -> None:
+        for driver in list(self.drivers):
+            try:
+                driver.close()
+            except Exception:
+                log.exception("closing driver %s failed", driver.url)
+        self._queue.put(None)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def settle(self, timeout: float = 5.0) -> bool:
+        """Block until every event the drivers produced so far has been handled."""
+        for driver in list(self.drivers):
+            driver.flush(timeout)
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    # -- queries ---------------------------------------------------------
+    def list(self) -> list[dict]:
+        with self._lock:
+            return [device_json(e) for e in self._entries.values() if e.present]
+
+    def entry(self, device_id: str) -> DeviceEntry:
+        """The present device ``device_id``; DeviceNotFound otherwise."""
+        with self._lock:
+            entry = self._entries.get(device_id)
+        if entry is None or not entry.present:
+            raise DeviceNotFound(f"no device {device_id!r}")
+        return entry
+
+    def find(self, device_id: str) -> DeviceEntry | None:
+        """The entry even while the device is unplugged (sessions keep their device)."""
+        with self._lock:
+            return self._entries.get(device_id)
+
+    def info(self, device_id: str) -> dict:
+        with self._lock:
+            return device_json(self.entry(device_id))
+
+    # -- claims ----------------------------------------------------------
+    def claim(self, device_id: str, session_id: str) -> DeviceEntry:
+        with self._lock:
+            entry = self.entry(device_id)
+            if entry.session_id not in (None, session_id):
+                raise DeviceInUse(f"device {device_id!r} is in use by another session")
+            if entry.status == "Unavailable":
+                raise DeviceInUse(f"device {device_id!r} is not connected")
+            entry.session_id = session_id
+            self._publish("changed", entry)
+            return entry
+
+    def release(self, device_id: str, session_id: str) -> None:
+        with self._lock:
+            entry = self._entries.get(device_id)
+            if entry is None or entry.session_id != session_id:
+                return
+            entry.session_id = None
+            if entry.present:
+                self._publish("changed", entry)
+
+    # -- events ----------------------------------------------------------
+    def _publish(self, action: str, entry: DeviceEntry) -> None:
+        self.hub.publish("message", {"action": action, "deviceInfo": device_json(entry)})
+
+    def _dispatch(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            driver, event = item
+            try:
+                self._handle(driver, event)
+                for listener in self.listeners:
+                    listener(event)
+            except Exception:
+                log.exception("handling %s from %s failed", type(event).__name__, driver.url)
+
+    def _handle(self, driver: Driver, event: Event) -> None:
+        if isinstance(event, DeviceEvent):
+            device = event.device
+            with self._lock:
+                entry = self._entries.get(device.device_id)
+                if event.action == "removed":
+                    if entry is not None and entry.present:
+                        entry.present, entry.device, entry.state = False, device, "NoHardware"
+                        self._publish("removed", entry)
+                        log.warning("device %s (%s) removed", device.name, device.device_id)
+                    return
+                if entry is None:
+                    entry = self._entries[device.device_id] = DeviceEntry(device, driver)
+                elif not entry.present:
+                    entry.present, entry.device, entry.driver, entry.state = True, device, driver, None
+                else:
+                    before, entry.device = entry.device.sensor, device
+                    self._publish("changed", entry)
+                    if device.sensor is not None and device.sensor != before:
+                        log.info("device %s (%s): sensor %s attached", device.name, device.device_id,
+                                 device.sensor.model_name)
+                    return
+                self._publish("added", entry)
+                log.info("device %s (%s) added", device.name, device.device_id)
+        elif isinstance(event, StateEvent):
+            with self._lock:
+                entry = self._entries.get(event.device_id)
+                if entry is None or not entry.present:
+                    return
+                before = entry.status
+                entry.state = event.state
+                if entry.status != before:
+                    self._publish("changed", entry)
+            if event.state in FAULTS:
+                log.warning("device %s (%s): %s %s", entry.device.name, event.device_id, event.state,
+                            event.detail)
+        elif isinstance(event, FrameEvent):
+            with self._lock:
+                entry = self._entries.get(event.device_id)
+                if entry is not None and entry.state == "Reading":
+                    entry.state = None      # read out: idle, which drivers do not report

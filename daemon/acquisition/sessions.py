@@ -1,0 +1,388 @@
+"""Acquisition sessions: who holds which device, the exposure state machine,
+and the images each exposure leaves.
+
+State is kept as facts (device present and healthy, info given, armed,
+ready reported, processing phase, our own fault) and the spec's state is
+derived from them in one place, ``derive_state``; every change publishes the
+status to the session's event stream when it differs from the last one.
+
+    NoAcquisitionInfo -> (PUT info, enable) Initializing -> Ready
+      -> Reading -> Processing -> Storing -> NewImage -> NoAcquisitionInfo
+
+Driver events arrive on the device registry's dispatcher thread; the session
+lock is never held while a frame is processed, so the API answers (423)
+at once during an exposure.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from sensord.daemon.dsio.acquisition_info import parse_acquisition_info
+from sensord.daemon.dsio.timefmt import iso
+from sensord.daemon.live.hub import Hub, SubscriberLimit
+from sensord.drivers.base import DeviceEvent, DriverError, Event, FrameEvent, StateEvent
+
+from . import pipeline
+from .devices import FAULTS, DeviceInUse, DeviceRegistry, device_json, sensor_json
+from .session_images import ImageFolder, StoredImage
+
+log = logging.getLogger("sensord.sessions")
+
+BUSY = ("Reading", "Processing", "Storing")
+
+
+class SessionNotFound(LookupError):
+    pass
+
+
+class Locked(Exception):
+    """AcquisitionInfo cannot change while an exposure is being read."""
+
+
+class InsufficientStorage(Exception):
+    pass
+
+
+@dataclass
+class Session:
+    id: str
+    device_id: str
+    client_name: str
+    context: dict
+    created_on: float
+    hub: Hub
+    info: dict | None = None
+    awaiting_info: bool = True      # each exposure needs its own AcquisitionInfo
+    armed: bool = False
+    sensor_ready: bool = False      # the driver reported Ready since we armed
+    phase: str | None = None        # Reading / Processing / Storing / NewImage
+    fault: str | None = None        # InsufficientStorage or Error from our own side
+    last_image_id: str | None = None
+    total_images: int = 0
+    images: dict = field(default_factory=dict)
+    last_status: dict | None = None
+    last_timings: dict = field(default_factory=dict)
+    deleted: bool = False
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def to_json(self) -> dict:
+        return {"sessionId": self.id, "deviceId": self.device_id, "clientName": self.client_name,
+                "createdOn": iso(self.created_on), "context": self.context}
+
+
+def derive_state(s: Session, entry) -> tuple[str, bool]:
+    """(state, ready) of a session from the facts; the one place the rules live."""
+    if s.phase:
+        return s.phase, False
+    if entry is None or not entry.present:
+        return "NoHardware", False
+    if entry.state in FAULTS:
+        return entry.state, False
+    if entry.device.sensor is None:
+        return "NoSensor", False
+    if s.fault:
+        return s.fault, False
+    if s.awaiting_info or s.info is None:
+        return "NoAcquisitionInfo", False
+    if not s.info["enable"]:
+        return "Ready", False        # the device could expose; the client disabled it
+    if s.armed and s.sensor_ready:
+        return "Ready", True
+    return "Initializing", False
+
+
+@dataclass(frozen=True)
+class AcquisitionOptions:
+    hash_alg: str = "MD5"
+    gamma: float = 2.3
+    png_compression: int = 1
+    preview_max: int = 256
+    min_free_bytes: int = 256 << 20
+
+
+class SessionManager:
+    def __init__(self, devices: DeviceRegistry, folder: ImageFolder, limit: SubscriberLimit,
+                 options: AcquisitionOptions):
+        self.devices = devices
+        self.folder = folder
+        self.limit = limit
+        self.options = options
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        # Called with (session, image) once the image is on disk and before
+        # NewImage is announced (the outbox queues it there).
+        self.image_listeners: list = []
+        # Called with the session when it is created or deleted and whenever its status changes.
+        self.status_listeners: list = []
+        devices.listeners.append(self.on_event)
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        for session in list(self._sessions.values()):
+            session.hub.close()
+
+    # -- lookups ---------------------------------------------------------
+    def get(self, sid: str) -> Session:
+        with self._lock:
+            session = self._sessions.get(sid)
+        if session is None:
+            raise SessionNotFound(f"no acquisition session {sid!r}")
+        return session
+
+    def list(self, device_id: str | None = None) -> list[Session]:
+        with self._lock:
+            sessions = list(self._sessions.values())
+        return [s for s in sessions if device_id is None or s.device_id == device_id]
+
+    def _by_device(self, device_id: str) -> Session | None:
+        with self._lock:
+            for session in self._sessions.values():
+                if session.device_id == device_id:
+                    return session
+        return None
+
+    def busy(self) -> list[str]:
+        """Sessions with an exposure between readout and NewImage: work a
+        graceful stop waits for, since the X-ray dose is already spent."""
+        return [s.id for s in self.list() if s.phase in ("Reading", "Processing", "Storing")]
+
+    def find(self, session_id: str, image_id: str) -> StoredImage | None:
+        """The SessionImages lookup of the Filters API."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+        return session.images.get(image_id) if session is not None else None
+
+    def status(self, session: Session) -> dict:
+        state, ready = derive_state(session, self.devices.find(session.device_id))
+        return {"ready": ready, "state": state, "lastImageId": session.last_image_id,
+                "totalImages": session.total_images}
+
+    def _publish(self, session: Session, *, force: bool = False) -> None:
+        status = self.status(session)
+        if force or status != session.last_status:
+            session.last_status = status
+            session.hub.publish("message", status)
+            self._changed(session)
+
+    def _changed(self, session: Session) -> None:
+        for listener in self.status_listeners:
+            listener(session)
+
+    # -- create / update / delete -----------------------------------------
+    def _check_storage(self) -> None:
+        free = shutil.disk_usage(self.folder.root).free
+        if free < self.options.min_free_bytes:
+            raise InsufficientStorage(f"{free >> 20} MiB free on the state disk, "
+                                      f"{self.options.min_free_bytes >> 20} MiB needed")
+
+    def create(self, fields: dict) -> Session:
+        self._check_storage()
+        sid = str(uuid.uuid4())
+        self.devices.claim(fields["deviceId"], sid)      # DeviceNotFound / DeviceInUse
+        session = Session(sid, fields["deviceId"], fields.get("clientName", ""),
+                          fields.get("context", {}), time.time(), Hub(self.limit))
+        with self._lock:
+            self._sessions[sid] = session
+        session.last_status = self.status(session)
+        self._changed(session)
+        log.info("session %s created on device %s for %r", sid, session.device_id, session.client_name)
+        return session
+
+    def update(self, session: Session, fields: dict) -> Session:
+        with session.lock:
+            new_device = fields.get("deviceId")
+            if new_device and new_device != session.device_id:
+                if session.phase in BUSY:
+                    raise DeviceInUse("an exposure is being read; switch devices after it")
+                self.devices.claim(new_device, session.id)
+                self._disarm(session)
+                self.devices.release(session.device_id, session.id)
+                log.info("session %s moved from device %s to %s", session.id, session.device_id, new_device)
+                session.device_id = new_device
+                session.awaiting_info, session.fault = True, None
+            if "clientName" in fields:
+                session.client_name = fields["clientName"]
+            if "context" in fields:
+                session.context = fields["context"]
+            self._publish(session)
+        return session
+
+    def delete(self, session: Session) -> None:
+        with session.lock:
+            session.deleted = True
+            self._disarm(session)
+            with self._lock:
+                self._sessions.pop(session.id, None)
+            self.devices.release(session.device_id, session.id)
+            session.hub.close()
+            self.folder.remove_session(session.id, list(session.images))
+        self._changed(session)
+        log.info("session %s deleted with %d images", session.id, session.total_images)
+
+    # -- acquisition info ------------------------------------------------
+    def set_info(self, session: Session, body) -> dict:
+        with session.lock:
+            if session.phase in BUSY:
+                raise Locked(f"an exposure is being read ({session.phase})")
+            info = parse_acquisition_info(body, session.info)    # ValueError -> 400
+            session.info, session.awaiting_info, session.fault = info, False, None
+            if info["enable"]:
+                try:
+                    self._check_storage()
+                    self._arm(session)
+                except InsufficientStorage as err:
+                    log.warning("session %s: %s", session.id, err)
+                    session.fault = "InsufficientStorage"
+                    self._disarm(session)
+            else:
+                self._disarm(session)
+            self._publish(session)
+            return info
+
+    def _arm(self, session: Session) -> None:
+        entry = self.devices.find(session.device_id)
+        if entry is None or not entry.present:
+            return                      # armed again when the device returns
+        session.sensor_ready = False    # both drivers report Ready after every arm
+        try:
+            entry.driver.arm(session.device_id, binning=session.info["binning"] == "Binned2x2")
+            session.armed = True
+        except DriverError as err:
+            # The driver reports the state (NoSensor, LowBattery...) through its events.
+            log.warning("session %s: cannot arm %s: %s", session.id, session.device_id, err)
+            session.armed = False
+
+    def _disarm(self, session: Session) -> None:
+        if not session.armed:
+            return
+        session.armed = session.sensor_ready = False
+        entry = self.devices.find(session.device_id)
+        if entry is not None and entry.present:
+            try:
+                entry.driver.disarm(session.device_id)
+            except DriverError as err:
+                log.warning("session %s: disarm failed: %s", session.id, err)
+
+    # -- driver events (dispatcher thread) -------------------------------
+    def on_event(self, event: Event) -> None:
+        device_id = event.device.device_id if isinstance(event, DeviceEvent) else event.device_id
+        session = self._by_device(device_id)
+        if session is None:
+            if isinstance(event, FrameEvent):
+                log.warning("frame from device %s without a session: dropped", device_id)
+            return
+        if isinstance(event, FrameEvent):
+            self._on_frame(session, event)
+            return
+        with session.lock:
+            if isinstance(event, StateEvent):
+                if event.state == "Ready" and session.armed:
+                    session.sensor_ready = True
+                elif event.state == "Reading" and session.armed:
+                    session.phase = "Reading"
+                elif event.state in FAULTS or event.state == "Initializing":
+                    session.sensor_ready = False
+                    if session.phase == "Reading":     # the frame is lost with the sensor
+                        session.phase = None
+                if event.state == "NoHardware":
+                    session.armed = False              # the link is gone, and the arm with it
+            elif event.action == "removed":
+                session.armed = session.sensor_ready = False
+                if session.phase == "Reading":
+                    session.phase = None
+            if self._wants_arm(session):
+                self._arm(session)                     # the device is back: arm it again
+            self._publish(session)
+
+    def _wants_arm(self, session: Session) -> bool:
+        if session.armed or session.awaiting_info or not session.info or not session.info["enable"]:
+            return False
+        entry = self.devices.find(session.device_id)
+        return entry is not None and entry.present and entry.state not in FAULTS
+
+    def _on_frame(self, session: Session, frame: FrameEvent) -> None:
+        with session.lock:
+            if not session.armed or session.deleted:
+                log.warning("frame from %s while not armed: dropped", frame.device_id)
+                return
+            entry = self.devices.find(session.device_id)
+            info = dict(session.info)
+            session.armed = session.sensor_ready = False     # one exposure per AcquisitionInfo
+            session.phase = "Processing"
+            self._publish(session)
+        started = time.monotonic()
+        image_id = str(uuid.uuid4())
+        try:
+            opts = self.options
+            processed = pipeline.process(
+                frame, entry.device.sensor, rotation=info["rotation"],
+                binning=info["binning"] == "Binned2x2", apply_lut=info["applyLut"],
+                hash_alg=opts.hash_alg, gamma=opts.gamma, png_compression=opts.png_compression,
+                preview_max=opts.preview_max)
+            with session.lock:
+                if session.deleted:
+                    return
+                session.phase = "Storing"
+                self._publish(session)
+            stored_at = time.monotonic()
+            image = self.folder.save(session.id, image_id, png=processed.png, preview=processed.preview,
+                                     pixels=processed.pixels,
+                                     image_info=self._image_info(image_id, processed, entry, info))
+            try:
+                for listener in self.image_listeners:
+                    listener(session, image)
+            except Exception:
+                self.folder.remove_image(image)    # not announced, so not kept either
+                raise
+        except Exception as err:
+            disk_full = isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+            log.error("session %s: exposure lost: %s", session.id, err, exc_info=not disk_full)
+            with session.lock:
+                session.phase = None
+                session.awaiting_info = True
+                session.fault = "InsufficientStorage" if disk_full else "Error"
+                self._publish(session)
+            return
+        with session.lock:
+            if session.deleted:
+                self.folder.remove_session(session.id, [image_id])
+                return
+            session.images[image_id] = image
+            session.last_image_id = image_id
+            session.total_images += 1
+            session.phase = "NewImage"
+            self._publish(session, force=True)
+            announced = time.monotonic()
+            session.phase = None
+            session.awaiting_info = True
+            self._publish(session)
+        session.last_timings = {
+            **processed.timings, "store": announced - stored_at,
+            "readout_end_to_new_image": announced - frame.read_ended if frame.read_ended else None,
+            "handling": announced - started,
+        }
+        log.info("session %s: image %s (%dx%d) ready %.0f ms after readout", session.id, image_id,
+                 processed.width, processed.height, (announced - (frame.read_ended or started)) * 1e3)
+
+    def _image_info(self, image_id: str, processed, entry, info: dict) -> dict:
+        sensor = entry.device.sensor
+        scale = 2 if processed.binning == "Binned2x2" else 1
+        return {
+            "id": image_id, "createdOn": iso(time.time()),
+            "width": processed.width, "height": processed.height,
+            "bitsPerPixel": 16 if processed.lut_info else sensor.bits, "bytesPerPixel": 2,
+            "pixelSizeX": sensor.pixel_size_mm * scale, "pixelSizeY": sensor.pixel_size_mm * scale,
+            "previewUrl": None, "imageUrl": None,
+            "pixelHash": processed.pixel_hash,
+            "deviceInfo": device_json(entry), "sensorInfo": sensor_json(entry.device),
+            "acquisitionInfo": {**info, "binning": processed.binning},
+            "lutInfo": processed.lut_info, "exposureInfo": processed.exposure_info,
+        }

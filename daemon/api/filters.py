@@ -1,0 +1,194 @@
+"""The DSIO Filters API v1: image resources and the filters run on them."""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+
+from sensord import filters
+from sensord.daemon.dsio import filter_params
+from sensord.daemon.dsio.imageinfo import lut_from_info
+from sensord.daemon.store.resources import QuotaExceeded, Resource, StoreFull
+from sensord.filters import codecs
+
+from .body import json_body
+from .errors import ApiError
+from .upload import read_upload
+
+log = logging.getLogger("sensord.filters")
+
+bp = Blueprint("filters_api", __name__, url_prefix="/api/dsio/filters/v1")
+
+
+def _services():
+    return current_app.extensions["sensord"]
+
+
+def _resource(rid: str) -> Resource:
+    res = _services().store.get(rid)
+    if res is None:
+        raise ApiError(404, f"no image resource {rid!r} (unknown, deleted or expired)")
+    return res
+
+
+def _resource_json(res: Resource, status: int = 200):
+    url = url_for("filters_api.get_media", rid=res.id, _external=True)
+    response = jsonify(res.to_json(url))
+    response.status_code = status
+    if status == 201:
+        response.headers["Location"] = url_for("filters_api.get_image", rid=res.id, _external=True)
+    return response
+
+
+@bp.get("")
+@bp.get("/")
+def root():
+    # Clients GET the base URL to learn whether the service is up.
+    return jsonify({"service": "sensord", "api": "dsio-filters", "version": "1.0"})
+
+
+@bp.post("/images")
+def create_image():
+    services = _services()
+    limits = services.settings.images
+    upload = read_upload(request, max_width=limits.max_width, max_height=limits.max_height)
+    try:
+        res = services.store.create(image_info=upload.image_info, media=upload.media,
+                                    pixels=upload.pixels)
+    except (QuotaExceeded, StoreFull) as err:
+        log.warning("upload refused: %s", err)
+        raise ApiError(507, f"not enough storage: {err}") from None
+    return _resource_json(res, 201)
+
+
+@bp.post("/images/modality")
+def create_modality_image():
+    body = json_body()
+    if not isinstance(body, dict):
+        raise ApiError(400, "body must be a ModalitySession object")
+    keys = {str(k).lower(): v for k, v in body.items()}
+    session_id, image_id = keys.get("sessionid"), keys.get("imageid")
+    for name, value in (("sessionId", session_id), ("imageId", image_id)):
+        if not isinstance(value, str) or not value:
+            raise ApiError(400, f"{name} is required (a string)")
+    services = _services()
+    image = services.session_images.find(session_id, image_id)
+    if image is None:
+        raise ApiError(404, f"no image {image_id!r} in a live modality session {session_id!r}")
+    try:
+        res = services.store.create_linked(image_info=image.image_info,
+                                           session_id=session_id, image_id=image_id)
+    except (QuotaExceeded, StoreFull) as err:
+        raise ApiError(507, f"not enough storage: {err}") from None
+    return _resource_json(res, 201)
+
+
+@bp.get("/images/<rid>")
+def get_image(rid: str):
+    return _resource_json(_resource(rid))
+
+
+@bp.delete("/images/<rid>")
+def delete_image(rid: str):
+    if not _services().store.delete(rid):
+        raise ApiError(404, f"no image resource {rid!r} (unknown, deleted or expired)")
+    return Response(status=204)
+
+
+def _gone(res: Resource) -> ApiError:
+    if res.linked:
+        return ApiError(410, "the modality session that held this image has ended")
+    return ApiError(410, "the media of this resource is no longer on disk")
+
+
+@bp.get("/images/<rid>/media")
+def get_media(rid: str):
+    res = _resource(rid)
+    if res.linked:
+        image = _services().session_images.find(**_link(res))
+        data = image.media() if image is not None else None
+    else:
+        data = _services().store.media(res)
+    if data is None:
+        raise _gone(res)
+    return Response(data, mimetype=res.media_type)
+
+
+def _link(res: Resource) -> dict:
+    return {"session_id": res.modality_session["sessionId"],
+            "image_id": res.modality_session["imageId"]}
+
+
+def _pixels(res: Resource) -> np.ndarray:
+    services = _services()
+    if res.linked:
+        image = services.session_images.find(**_link(res))
+        pixels = image.pixels() if image is not None else None
+    else:
+        pixels = services.store.pixels(res)
+    if pixels is None:
+        raise _gone(res)
+    return pixels
+
+
+def _media_type() -> str:
+    if not request.headers.get("Accept", "").strip():
+        return codecs.MEDIA_TYPES[0]
+    best = request.accept_mimetypes.best_match(codecs.MEDIA_TYPES)
+    if best is None:
+        raise ApiError(406, f"cannot answer in {request.headers['Accept']!r}; "
+                            f"available: {', '.join(codecs.MEDIA_TYPES)}")
+    return best
+
+
+def _run(rid: str, name: str, parse=None):
+    res = _resource(rid)
+    if parse is None:
+        json_body(optional=True)   # unmap takes no options; a malformed body is still an error
+        params = {}
+    else:
+        try:
+            params = parse(json_body(optional=True))
+        except ValueError as err:
+            raise ApiError(400, str(err)) from None
+    media_type = _media_type()
+    pixels = _pixels(res)
+    try:
+        lut = lut_from_info(res.image_info)
+    except ValueError as err:
+        raise ApiError(400, str(err)) from None
+    started = time.perf_counter()
+    if name == "unmap":
+        out = filters.lut_unmap(pixels, lut=lut) if lut is not None else pixels
+        lut = None   # the output is linear again: window it from its histogram
+    else:
+        out = getattr(filters, name)(pixels, lut=lut, **params)
+    computed = time.perf_counter()
+    images = _services().settings.images
+    data = codecs.encode(out, media_type=media_type, lut=lut,
+                         png_compression=images.png_compression, jpeg_quality=images.jpeg_quality)
+    log.debug("%s %s %s: filter %.1f ms, encode %.1f ms", name, rid, params,
+              (computed - started) * 1e3, (time.perf_counter() - computed) * 1e3)
+    return Response(data, mimetype=media_type)
+
+
+@bp.post("/images/<rid>/filters/unmap")
+def unmap(rid: str):
+    return _run(rid, "unmap")
+
+
+@bp.post("/images/<rid>/filters/select")
+def select(rid: str):
+    return _run(rid, "select", filter_params.select)
+
+
+@bp.post("/images/<rid>/filters/supreme")
+def supreme(rid: str):
+    return _run(rid, "supreme", filter_params.supreme)
+
+
+@bp.post("/images/<rid>/filters/ae")
+def ae(rid: str):
+    return _run(rid, "ae", filter_params.ae)

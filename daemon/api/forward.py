@@ -1,0 +1,104 @@
+"""Forwarding endpoints: queue an image for a target, and the outbox for operators."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from sensord.daemon.forward.delivery import check_filter_spec
+
+from .body import json_body
+from .errors import ApiError
+
+bp = Blueprint("forward_api", __name__, url_prefix="/api/sensord/v1")
+
+STATES = ("pending", "delivered", "dead")
+
+
+def _services():
+    return current_app.extensions["sensord"]
+
+
+@bp.post("/forward")
+def forward():
+    """Queue an uploaded resource (resourceId) or a session image (sessionId +
+    imageId) for a target, raw or through a filter; 202 once it is durable."""
+    services = _services()
+    body = json_body()
+    if not isinstance(body, dict):
+        raise ApiError(400, "body must be a JSON object")
+    unknown = set(body) - {"target", "resourceId", "sessionId", "imageId", "filter", "context"}
+    if unknown:
+        raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    target = body.get("target")
+    if target not in services.forwarder.targets:
+        raise ApiError(400, f"no target {target!r} (configured: {', '.join(services.forwarder.targets) or 'none'})")
+    try:
+        spec = check_filter_spec(body.get("filter", "raw"))
+    except (ValueError, AttributeError) as err:
+        raise ApiError(400, str(err)) from None
+    context = body.get("context") or {}
+    if not isinstance(context, dict):
+        raise ApiError(400, "context must be an object")
+    if body.get("resourceId"):
+        res = services.store.get(str(body["resourceId"]))
+        if res is None:
+            raise ApiError(404, f"no image resource {body['resourceId']!r}")
+        if res.linked:
+            body = {**body, **res.modality_session}
+        else:
+            acq_context = (res.image_info.get("acquisitionInfo") or {}).get("context") or {}
+            try:
+                # Hard-linked into the outbox: the resource may expire before delivery.
+                ids = services.forwarding.queue([(target, spec)], image_id=res.id, image_info=res.image_info,
+                                                context={**acq_context, **context},
+                                                png_path=services.store.media_path(res))
+            except FileNotFoundError:
+                raise ApiError(410, "the media of this resource is no longer on disk") from None
+            return _queued(ids)
+    image = services.sessions.find(str(body.get("sessionId")), str(body.get("imageId")))
+    if image is None:
+        raise ApiError(404, "no such image: give a live resourceId, or a live sessionId and imageId")
+    session = services.sessions.get(image.session_id)
+    acq_context = (image.image_info.get("acquisitionInfo") or {}).get("context") or {}
+    ids = services.forwarding.queue([(target, spec)], image_id=image.id, image_info=image.image_info,
+                                    context={**session.context, **acq_context, **context},
+                                    png_path=image.png_path)
+    return _queued(ids)
+
+
+def _queued(ids):
+    response = jsonify({"entries": ids, "queued": bool(ids)})
+    response.status_code = 202
+    return response
+
+
+@bp.get("/outbox")
+def outbox():
+    state = request.args.get("state") or None
+    if state is not None and state not in STATES:
+        raise ApiError(400, f"state must be one of {', '.join(STATES)}")
+    box = _services().outbox
+    return jsonify({"counts": box.counts(), "entries": [e.to_json() for e in box.list(state)]})
+
+
+@bp.post("/outbox/<int:entry_id>/retry")
+def retry(entry_id: int):
+    services = _services()
+    entry = services.outbox.get(entry_id)
+    if entry is None:
+        raise ApiError(404, f"no outbox entry {entry_id}")
+    if entry.state == "delivered":
+        raise ApiError(409, f"entry {entry_id} was delivered already")
+    if not services.outbox.retry(entry_id):
+        raise ApiError(409, f"entry {entry_id} is being delivered right now")
+    services.forwarder.tick()
+    return jsonify(services.outbox.get(entry_id).to_json())
+
+
+@bp.delete("/outbox/<int:entry_id>")
+def drop(entry_id: int):
+    services = _services()
+    if services.outbox.get(entry_id) is None:
+        raise ApiError(404, f"no outbox entry {entry_id}")
+    if not services.outbox.drop(entry_id):
+        raise ApiError(409, f"entry {entry_id} is being delivered right now")
+    return Response(status=204)

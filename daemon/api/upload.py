@@ -1,0 +1,88 @@
+"""POST /images: from a multipart request to ImageInfo, PNG bytes and pixels.
+
+Checks run cheapest first: the multipart shape, the JSON, the PNG signature
+and header (depth, color type, dimensions), and only then the pixel decode.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+from flask import Request
+
+from sensord.daemon.dsio.imageinfo import parse_image_info
+from sensord.filters import png
+
+from . import multipart
+from .errors import ApiError
+
+INFO_NAMES = ("imageinfo", "info")
+MEDIA_NAMES = ("imagemedia", "media", "image", "file")
+CHUNK = 1 << 20
+
+
+@dataclass
+class Upload:
+    image_info: dict
+    media: bytes
+    pixels: np.ndarray
+
+
+def _pick(parts: list[multipart.Part], names: tuple[str, ...]) -> multipart.Part | None:
+    for name in names:
+        for part in parts:
+            if part.name.lower() == name:
+                return part
+    return None
+
+
+def _chunks(request: Request):
+    stream = request.stream
+    while chunk := stream.read(CHUNK):
+        yield chunk
+
+
+def read_upload(request: Request, *, max_width: int, max_height: int) -> Upload:
+    if request.mimetype != "multipart/form-data":
+        raise ApiError(415, f"POST /images takes multipart/form-data, not {request.mimetype or 'an untyped body'}")
+    try:
+        boundary = multipart.boundary_of(request.headers.get("Content-Type", ""))
+        parts = multipart.parse(_chunks(request), boundary)
+    except multipart.MultipartError as err:
+        raise ApiError(400, str(err)) from None
+
+    info_part = _pick(parts, INFO_NAMES)
+    if info_part is None:
+        raise ApiError(400, "missing part 'imageInfo' (the ImageInfo JSON)")
+    media_part = _pick(parts, MEDIA_NAMES)
+    if media_part is None:
+        others = [p for p in parts if p is not info_part]
+        if len(others) != 1:
+            raise ApiError(400, "missing part 'imageMedia' (the 16-bit grayscale PNG)")
+        media_part = others[0]
+
+    try:
+        raw = json.loads(info_part.data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ApiError(400, f"imageInfo is not valid JSON: {err}") from None
+    try:
+        info = parse_image_info(raw)
+    except ValueError as err:
+        raise ApiError(400, str(err)) from None
+
+    data = media_part.data
+    if not data:
+        raise ApiError(400, "part 'imageMedia' is empty")
+    try:
+        pixels = png.decode_gray16(data, max_width=max_width, max_height=max_height)
+    except png.NotPngError as err:
+        declared = media_part.content_type or "no declared type"
+        raise ApiError(415, f"imageMedia must be a 16-bit grayscale PNG ({declared}: {err})") from None
+    except png.PngFormatError as err:
+        raise ApiError(415, f"imageMedia must be a 16-bit grayscale PNG: {err}") from None
+    except png.PngTooLargeError as err:
+        raise ApiError(413, str(err)) from None
+    except png.PngError as err:
+        raise ApiError(400, f"imageMedia is not a readable PNG: {err}") from None
+    return Upload(info, data, pixels)

@@ -1,0 +1,228 @@
+"""Delivery of outbox entries to their targets, run by a scheduler job.
+
+Each tick leases the entries that are due (at most a target's concurrency
+limit in flight per target) and hands them to worker threads. Outcomes:
+delivered; retried later with exponential backoff and jitter, or exactly
+when the platform's Retry-After says; dead-lettered with the last error
+after a permanent failure, ``max_attempts`` tries or ``max_age_hours``.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import shutil
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from sensord import filters
+from sensord.filters import png as pngcodec
+from sensord.filters.lut import Lut
+
+from .outbox import Entry, Outbox
+from .platforms import open_adapter
+from .platforms.base import Adapter, Delivery, PermanentError, RetryableError
+
+log = logging.getLogger("sensord.forward")
+
+LEASE_SECONDS = 600.0   # longer than any delivery; a crash voids leases at start anyway
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    kind: str
+    adapter: Adapter
+    concurrency: int = 2
+    max_attempts: int = 20
+    max_age: float = 72 * 3600.0
+    backoff_base: float = 2.0
+    backoff_max: float = 600.0
+
+
+def backoff(attempts: int, *, base: float, cap: float, rng=random) -> float:
+    """Seconds to wait after the ``attempts``-th failure: exponential, capped,
+    with "equal jitter" (half fixed, half random) so retries of many entries
+    do not arrive together."""
+    delay = min(cap, base * 2 ** max(attempts - 1, 0))
+    return delay / 2 + rng.uniform(0, delay / 2)
+
+
+def filtered_image(path: Path, image_info: dict, spec: str) -> tuple[bytes, dict]:
+    """The PNG to send for a filter spec ('raw', 'unmap', 'select:MODE',
+    'supreme:TASK:SHARPNESS', 'ae:TASK:SHARPNESS') and the ImageInfo that
+    describes it: a filtered copy has its own pixel hash, and an unmapped one
+    no LUT."""
+    data = path.read_bytes()
+    if spec == "raw":
+        return data, image_info
+    pixels = pngcodec.decode_gray16(data, max_width=65535, max_height=65535)
+    lut = Lut.from_info(image_info["lutInfo"]) if image_info.get("lutInfo") else None
+    name, *args = spec.split(":")
+    info = dict(image_info)
+    if name == "unmap":
+        out = filters.lut_unmap(pixels, lut=lut) if lut else pixels
+        if lut:
+            info["lutInfo"] = None
+            info["bitsPerPixel"] = max(1, (lut.total_grays - 1).bit_length())   # 4096 grays: 12
+    elif name == "select":
+        out = filters.select(pixels, lut=lut, mode=args[0])
+    else:
+        out = getattr(filters, name)(pixels, lut=lut, task=args[0], sharpness=float(args[1]))
+    alg = (image_info.get("pixelHash") or {}).get("alg", "MD5")
+    digest = hashlib.new(alg.lower(), out.astype("<u2").tobytes()).hexdigest()
+    info["pixelHash"] = {"alg": alg, "hash": digest}
+    info["filter"] = spec
+    return pngcodec.encode_gray16(out), info
+
+
+def check_filter_spec(spec: str) -> str:
+    """Validate a filter spec now (at start) rather than at the first delivery."""
+    name, *args = spec.split(":")
+    ok = (name in ("raw", "unmap") and not args) or (name == "select" and len(args) == 1) \
+        or (name in ("supreme", "ae") and len(args) == 2)
+    if not ok:
+        raise ValueError(f"filter {spec!r}: expected raw, unmap, select:MODE, supreme:TASK:SHARPNESS "
+                         f"or ae:TASK:SHARPNESS")
+    if name == "select":
+        from sensord.daemon.dsio import filter_params
+        filter_params.select({"enhancementMode": args[0]})
+    elif name in ("supreme", "ae"):
+        from sensord.daemon.dsio import filter_params
+        try:
+            sharpness = float(args[1])
+        except ValueError:
+            raise ValueError(f"filter {spec!r}: sharpness must be a number") from None
+        getattr(filter_params, name)({"task": args[0], "sharpness": sharpness})
+    return spec
+
+
+class Forwarder:
+    def __init__(self, outbox: Outbox, targets: dict[str, Target], *, work_dir: Path, clock=time.time):
+        self.outbox = outbox
+        self.targets = targets
+        self.work_dir = Path(work_dir)
+        self.clock = clock
+        self._in_flight: dict[int, str] = {}
+        self._lock = threading.Lock()
+        workers = max(1, sum(t.concurrency for t in targets.values()))
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="forward")
+        self._closed = False
+
+    def start(self) -> None:
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        self._closed = True
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for target in self.targets.values():
+            target.adapter.close()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def tick(self) -> int:
+        """Start the deliveries that are due; returns how many were started."""
+        if self._closed:
+            return 0
+        started = 0
+        with self._lock:
+            busy = {name: 0 for name in self.targets}
+            for target in self._in_flight.values():
+                busy[target] = busy.get(target, 0) + 1
+            free = sum(max(0, t.concurrency - busy[t.name]) for t in self.targets.values())
+            if free == 0:
+                return 0
+            for entry in self.outbox.lease_due(exclude=set(self._in_flight), limit=free,
+                                               lease_seconds=LEASE_SECONDS):
+                target = self.targets.get(entry.target)
+                if target is None:
+                    self.outbox.dead(entry.id, f"no target {entry.target!r} in the configuration")
+                    continue
+                if busy[target.name] >= target.concurrency:
+                    self.outbox.retry_later(entry.id, self.clock(), "waiting for a delivery slot")
+                    continue
+                busy[target.name] += 1
+                self._in_flight[entry.id] = target.name
+                self._pool.submit(self._deliver, target, entry)
+                started += 1
+        return started
+
+    def _deliver(self, target: Target, entry: Entry) -> None:
+        work = None
+        try:
+            if self.clock() - entry.created > target.max_age:
+                self.outbox.dead(entry.id, f"older than {target.max_age / 3600:g} h; last error: "
+                                           f"{entry.last_error}")
+                return
+            image_id, path, info = entry.image_id, entry.file, entry.image_info
+            if entry.filter != "raw":
+                # A filtered copy is another image: its own id, hence its own UIDs and names.
+                image_id = str(uuid.uuid5(uuid.UUID(entry.image_id), entry.filter))
+                data, info = filtered_image(entry.file, entry.image_info, entry.filter)
+                work = self.work_dir / f"{entry.id}-{image_id}.png"
+                work.write_bytes(data)
+                path = work
+            item = Delivery(entry_id=entry.id, target=target.name, image_id=image_id, png_path=path,
+                            image_info=info, context=entry.context, attempt=entry.attempts)
+            started = time.monotonic()
+            receipt = target.adapter.deliver(item)
+            self.outbox.delivered(entry.id, receipt or {})
+            log.info("delivered %s to %s (entry %d, attempt %d, %.0f ms)", entry.image_id, target.name,
+                     entry.id, entry.attempts, (time.monotonic() - started) * 1e3)
+        except PermanentError as err:
+            self.outbox.dead(entry.id, str(err))
+            log.error("forward to %s failed for good (entry %d): %s", target.name, entry.id, err)
+        except Exception as err:
+            retryable = isinstance(err, RetryableError)
+            if not retryable:
+                log.exception("forward to %s: unexpected error (entry %d)", target.name, entry.id)
+            message = str(err) if retryable else f"{type(err).__name__}: {err}"
+            if entry.attempts >= target.max_attempts:
+                self.outbox.dead(entry.id, f"gave up after {entry.attempts} attempts: {message}")
+                log.error("forward to %s dead-lettered (entry %d): %s", target.name, entry.id, message)
+                return
+            retry_after = getattr(err, "retry_after", None)
+            delay = retry_after if retry_after is not None else backoff(
+                entry.attempts, base=target.backoff_base, cap=target.backoff_max)
+            self.outbox.retry_later(entry.id, self.clock() + delay, message)
+            log.warning("forward to %s failed (entry %d, attempt %d), retry in %.1f s: %s",
+                        target.name, entry.id, entry.attempts, delay, message)
+        finally:
+            if work is not None:
+                work.unlink(missing_ok=True)
+            with self._lock:
+                self._in_flight.pop(entry.id, None)
+
+
+def build_targets(configs: list[dict]) -> dict[str, Target]:
+    """Targets from the [[forward.targets]] tables; ValueError names what is wrong."""
+    targets = {}
+    outbox_keys = {"concurrency": int, "max_attempts": int, "max_age_hours": float,
+                   "backoff_base": float, "backoff_max": float}
+    for i, raw in enumerate(configs):
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw.get("kind"):
+            raise ValueError(f"forward.targets[{i}] needs a name and a kind")
+        name = raw["name"]
+        if name in targets:
+            raise ValueError(f"forward.targets: the name {name!r} is used twice")
+        options = {k: v for k, v in raw.items() if k not in outbox_keys and k not in ("name", "kind")}
+        extra = {}
+        for key, kind in outbox_keys.items():
+            if key in raw:
+                value = raw[key]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                    raise ValueError(f"forward target {name!r}: {key} must be a positive number")
+                extra[key] = kind(value)
+        adapter = open_adapter(raw["kind"], name=name, options=options)
+        targets[name] = Target(
+            name=name, kind=raw["kind"], adapter=adapter, concurrency=extra.get("concurrency", 2),
+            max_attempts=extra.get("max_attempts", 20), max_age=extra.get("max_age_hours", 72.0) * 3600,
+            backoff_base=extra.get("backoff_base", 2.0), backoff_max=extra.get("backoff_max", 600.0))
+    return targets

@@ -1,0 +1,271 @@
+"""The outbox: images waiting to be forwarded, in SQLite (WAL) in the state folder.
+
+One row per (target, image, filter). A row is committed, and its PNG
+fsynced under ``outbox/files/``, before anything is acknowledged, so it
+survives ``kill -9``. Delivery (``forward/delivery.py``) leases a row before
+sending: a crash mid-delivery leaves it pending, and after a restart it is
+sent again, which the adapters make harmless (idempotent deliveries).
+
+States: pending -> delivered | dead (last error kept; an operator may
+retry it) ; dropped rows are deleted.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sensord.daemon.durable import fsync_dir
+
+log = logging.getLogger("sensord.outbox")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    target       TEXT NOT NULL,
+    image_id     TEXT NOT NULL,
+    filter       TEXT NOT NULL DEFAULT 'raw',
+    file         TEXT NOT NULL,
+    image_info   TEXT NOT NULL,
+    context      TEXT NOT NULL,
+    state        TEXT NOT NULL DEFAULT 'pending',
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    leased       INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    created      REAL NOT NULL,
+    updated      REAL NOT NULL,
+    last_error   TEXT,
+    receipt      TEXT,
+    UNIQUE (target, image_id, filter)
+);
+CREATE INDEX IF NOT EXISTS due ON entries (state, next_attempt);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    target: str
+    image_id: str
+    filter: str
+    file: Path
+    image_info: dict
+    context: dict
+    state: str
+    attempts: int
+    next_attempt: float
+    created: float
+    updated: float
+    last_error: str | None
+    receipt: dict | None
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "target": self.target, "imageId": self.image_id, "filter": self.filter,
+                "state": self.state, "attempts": self.attempts, "nextAttempt": self.next_attempt,
+                "created": self.created, "updated": self.updated, "lastError": self.last_error,
+                "receipt": self.receipt}
+
+
+class Outbox:
+    def __init__(self, root: Path, *, clock=time.time):
+        self.root = Path(root)
+        self.files = self.root / "files"
+        self.clock = clock
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()     # one connection, used from several threads
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> None:
+        self.files.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.root / "outbox.db", check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        # Bookkeeping (leases, outcomes) commits without fsync: a process crash
+        # keeps it (WAL), a power cut may undo the last few, which only means a
+        # delivery is repeated, and deliveries are idempotent. add() commits
+        # with FULL: a queued image is acknowledged only once it is on disk.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+        self._db = db
+        with self._lock:
+            # Leases from a previous run are void: those deliveries were cut short.
+            released = db.execute("UPDATE entries SET leased = 0, next_attempt = ? WHERE leased = 1",
+                                  (self.clock(),)).rowcount
+        self._remove_orphan_files()
+        counts = self.counts()
+        log.info("outbox: %d pending, %d dead%s", counts.get("pending", 0), counts.get("dead", 0),
+                 f", {released} cut short by the last stop" if released else "")
+
+    def close(self) -> None:
+        if self._db is not None:
+            with self._lock:
+                self._db.close()
+            self._db = None
+
+    def _remove_orphan_files(self) -> None:
+        with self._lock:
+            wanted = {row[0] for row in self._db.execute(
+                "SELECT DISTINCT file FROM entries WHERE state != 'delivered'")}
+        for path in self.files.iterdir():
+            if path.name not in wanted:
+                path.unlink(missing_ok=True)
+
+    # -- adding ----------------------------------------------------------
+    def _store_file(self, source: Path | None, data: bytes | None, name: str) -> None:
+        dest = self.files / name
+        if dest.exists():
+            return
+        tmp = self.files / f".{name}.tmp"
+        tmp.unlink(missing_ok=True)
+        if source is not None:
+            try:
+                os.link(source, tmp)          # same disk: no copy, the bytes are already durable
+            except OSError:
+                data = Path(source).read_bytes()
+        if data is not None:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, dest)
+        fsync_dir(self.files)
+
+    def add(self, targets: list[tuple[str, str]], *, image_id: str, image_info: dict, context: dict,
+            png_path: Path | None = None, png: bytes | None = None) -> list[int]:
+        """Queue one image for (target, filter) pairs; returns the new entry ids.
+
+        Durable on return. An image already queued for a pair is not queued twice.
+        """
+        name = f"{image_id}.png"
+        self._store_file(png_path, png, name)
+        now = self.clock()
+        ids = []
+        with self._lock:
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for target, filter_spec in targets:
+                    cur = self._db.execute(
+                        "INSERT OR IGNORE INTO entries (target, image_id, filter, file, image_info, context,"
+                        " next_attempt, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (target, image_id, filter_spec, name, json.dumps(image_info), json.dumps(context),
+                         now, now, now))
+                    if cur.rowcount:
+                        ids.append(cur.lastrowid)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._db.execute("PRAGMA synchronous=NORMAL")
+        return ids
+
+    # -- reading ---------------------------------------------------------
+    def _entry(self, row) -> Entry:
+        (id_, target, image_id, filter_spec, file, info, ctx, state, attempts, next_attempt,
+         created, updated, error, receipt) = row
+        return Entry(id_, target, image_id, filter_spec, self.files / file, json.loads(info), json.loads(ctx),
+                     state, attempts, next_attempt, created, updated, error,
+                     json.loads(receipt) if receipt else None)
+
+    _COLUMNS = ("id, target, image_id, filter, file, image_info, context, state, attempts, next_attempt,"
+                " created, updated, last_error, receipt")
+
+    def get(self, entry_id: int) -> Entry | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {self._COLUMNS} FROM entries WHERE id = ?", (entry_id,)).fetchone()
+        return self._entry(row) if row else None
+
+    def list(self, state: str | None = None, limit: int = 200) -> list[Entry]:
+        query = f"SELECT {self._COLUMNS} FROM entries"
+        args: tuple = ()
+        if state:
+            query += " WHERE state = ?"
+            args = (state,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY id DESC LIMIT ?", args + (limit,)).fetchall()
+        return [self._entry(r) for r in rows]
+
+    def counts(self) -> dict:
+        with self._lock:
+            return dict(self._db.execute("SELECT state, COUNT(*) FROM entries GROUP BY state").fetchall())
+
+    def failures(self, limit: int = 10) -> list[Entry]:
+        """Dead entries and pending ones waiting after a failed attempt, latest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM entries WHERE state = 'dead'"
+                " OR (state = 'pending' AND last_error IS NOT NULL) ORDER BY updated DESC, id DESC LIMIT ?",
+                (limit,)).fetchall()
+        return [self._entry(r) for r in rows]
+
+    # -- delivery bookkeeping -------------------------------------------
+    def lease_due(self, *, exclude: set[int], limit: int, lease_seconds: float) -> list[Entry]:
+        """Pending entries due now, leased to the caller (attempts counted now)."""
+        now = self.clock()
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM entries WHERE state = 'pending' AND next_attempt <= ?"
+                " ORDER BY next_attempt LIMIT ?", (now, limit + len(exclude))).fetchall()
+            entries = [self._entry(r) for r in rows if r[0] not in exclude][:limit]
+            if entries:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    "UPDATE entries SET leased = 1, attempts = attempts + 1, next_attempt = ?, updated = ?"
+                    " WHERE id = ?", [(now + lease_seconds, now, e.id) for e in entries])
+                self._db.execute("COMMIT")
+        return [dataclasses.replace(e, attempts=e.attempts + 1) for e in entries]
+
+    def delivered(self, entry_id: int, receipt: dict) -> None:
+        self._finish(entry_id, "delivered", None, json.dumps(receipt), self.clock())
+        self._drop_file_if_unused(entry_id)
+
+    def retry_later(self, entry_id: int, when: float, error: str) -> None:
+        self._finish(entry_id, "pending", error, None, when)
+
+    def dead(self, entry_id: int, error: str) -> None:
+        self._finish(entry_id, "dead", error, None, self.clock())
+
+    def _finish(self, entry_id, state, error, receipt, next_attempt) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE entries SET state = ?, leased = 0, last_error = COALESCE(?, last_error),"
+                " receipt = COALESCE(?, receipt), next_attempt = ?, updated = ? WHERE id = ?",
+                (state, error, receipt, next_attempt, self.clock(), entry_id))
+
+    def _drop_file_if_unused(self, entry_id: int) -> None:
+        with self._lock:
+            row = self._db.execute("SELECT file FROM entries WHERE id = ?", (entry_id,)).fetchone()
+            if row is None:
+                return
+            busy = self._db.execute("SELECT 1 FROM entries WHERE file = ? AND state != 'delivered' LIMIT 1",
+                                    (row[0],)).fetchone()
+        if not busy:
+            (self.files / row[0]).unlink(missing_ok=True)
+
+    # -- operators -------------------------------------------------------
+    def retry(self, entry_id: int) -> bool:
+        """A dead (or waiting) entry goes back to pending, due now, with a fresh count."""
+        with self._lock:
+            changed = self._db.execute(
+                "UPDATE entries SET state = 'pending', attempts = 0, next_attempt = ?, updated = ?"
+                " WHERE id = ? AND state IN ('dead', 'pending') AND leased = 0",
+                (self.clock(), self.clock(), entry_id)).rowcount
+        return bool(changed)
+
+    def drop(self, entry_id: int) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT file, leased FROM entries WHERE id = ?", (entry_id,)).fetchone()
+            if row is None or row[1]:
+                return False
+            self._db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+            busy = self._db.execute("SELECT 1 FROM entries WHERE file = ? AND state != 'delivered' LIMIT 1",
+                                    (row[0],)).fetchone()
+        if not busy:
+            (self.files / row[0]).unlink(missing_ok=True)
+        return True

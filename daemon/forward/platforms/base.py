@@ -1,0 +1,103 @@
+"""The one small interface every platform adapter implements.
+
+The outbox hands an adapter one ``Delivery`` at a time (from a worker
+thread; an adapter may be called from several threads at once, up to the
+target's concurrency limit) and reads the outcome:
+
+- ``deliver`` returns a receipt dict (the platform's id for the item,
+  anything worth showing an operator) when the platform has the image;
+- ``RetryableError`` when trying again later may succeed (connection refused,
+  timeout, 5xx, 429/503; ``retry_after`` carries a Retry-After in seconds);
+- ``PermanentError`` when it will not (bad credentials after a renewal,
+  4xx that a retry cannot fix, ``success: false`` with a real error); the
+  outbox dead-letters the entry with the message.
+
+A delivery must be idempotent where the platform lets us tell: after a lost
+response the outbox retries, and the retry must find the image already
+there and return a receipt instead of storing a second copy.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+
+class RetryableError(Exception):
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One image for one target, as the outbox stored it."""
+    entry_id: int
+    target: str
+    image_id: str              # stable: the same on every attempt (names, UIDs derive from it)
+    png_path: Path             # the 16-bit grayscale PNG, owned by the outbox
+    image_info: dict           # the Modality ImageInfo: width, height, pixelSizeX/Y,
+                               # pixelHash {alg, hash}, sensorInfo, deviceInfo,
+                               # acquisitionInfo (with its context), lutInfo, exposureInfo
+    context: dict = field(default_factory=dict)
+                               # session context merged with the exposure's: patientId,
+                               # patientName, birthDate, sex, studyDate (YYYY-MM-DD),
+                               # studyDescription, laterality (L/R), tooth, region ...
+    attempt: int = 1
+
+    @property
+    def filename(self) -> str:
+        return f"{self.image_id}.png"
+
+
+def check_response(response: requests.Response, what: str) -> None:
+    """Raise the outbox's error for an unsuccessful HTTP answer (shared by adapters)."""
+    status = response.status_code
+    if status < 400:
+        return
+    detail = response.text[:300].strip()
+    if status in (429, 503) or status >= 500 or status == 408:
+        retry_after = None
+        header = response.headers.get("Retry-After")
+        if header:
+            try:
+                retry_after = max(0.0, float(header))
+            except ValueError:
+                import time
+                from email.utils import parsedate_to_datetime
+                try:
+                    retry_after = max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
+                except (TypeError, ValueError):
+                    retry_after = None
+        raise RetryableError(f"{what}: HTTP {status} {detail}", retry_after=retry_after)
+    raise PermanentError(f"{what}: HTTP {status} {detail}")
+
+
+def transport(call, what: str):
+    """Run a requests call; connection errors and timeouts are retryable."""
+    try:
+        return call()
+    except (requests.ConnectionError, requests.Timeout) as err:
+        raise RetryableError(f"{what}: {type(err).__name__}: {err}") from None
+
+
+class Adapter(abc.ABC):
+    kind: str = ""
+
+    def __init__(self, *, name: str, options: dict, http: requests.Session | None = None):
+        self.name = name
+        self.options = dict(options)
+        self.http = http or requests.Session()
+
+    @abc.abstractmethod
+    def deliver(self, item: Delivery) -> dict:
+        """Put ``item`` on the platform; see the module docstring for the outcome."""
+
+    def close(self) -> None:
+        self.http.close()

@@ -1,0 +1,282 @@
+"""DICOMweb archives (Orthanc, dcm4chee, a cloud PACS): STOW-RS, then a WADO-RS read-back.
+
+Options (``[[forward.targets]]`` with ``kind = "dicomweb"``):
+
+==================  ========================================================
+url                 the DICOMweb root, e.g. ``http://pacs:8042/dicom-web``
+username, password  HTTP Basic credentials (both or neither)
+institution         Institution Name written in each instance (<= 64 chars)
+station             Station Name (<= 16 chars)
+verify_readback     decode the stored instance and compare its pixel hash
+                    (default true); false only checks that it exists
+timeout             seconds per HTTP request (default 30)
+==================  ========================================================
+
+A delivery builds the instance (`daemon.platforms.dicom`: UIDs derive from
+the image id and the context, so every attempt sends the same instance),
+``POST {url}/studies`` (one ``application/dicom`` part), then reads it back
+with ``GET {url}/studies/{study}/series/{series}/instances/{sop}`` and,
+with ``verify_readback``, checks that the archive's pixels hash to what was
+sent. A retry (attempt > 1) reads back first and skips the STOW when the
+instance is already there: after a lost response the archive keeps one
+instance (Orthanc ignores a second copy of a SOP Instance UID; a "duplicate"
+failure reason, 0x0111, counts as stored, and the read-back decides).
+
+The PNG is checked against ImageInfo's ``pixelHash`` before anything is
+sent (for a filtered copy the forwarder gives the copy's own hash; see
+`forward.delivery.filtered_image`), and the read-back is compared with it.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import numpy as np
+from werkzeug.http import parse_options_header
+
+from sensord.filters import png as pngcodec
+
+from . import dicom
+from .base import (
+    Adapter,
+    Delivery,
+    PermanentError,
+    RetryableError,
+    check_response,
+    transport,
+)
+
+DICOM_PART = "application/dicom"
+ACCEPT_INSTANCE = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'
+# STOW-RS Failure Reason (0008,1197) values that a later attempt may get past.
+RETRYABLE_REASONS = {0x0110, 0x0213}          # processing failure; resources temporarily unavailable
+DUPLICATE_REASON = 0x0111                     # duplicate SOP instance: it is there already
+
+
+# -- wire formats (pure) ----------------------------------------------------
+def multipart_related(parts: list[bytes], *, boundary: str, part_type: str = DICOM_PART) -> tuple[bytes, str]:
+    """The body and Content-Type of a ``multipart/related`` request."""
+    marker = f"--{boundary}".encode()
+    body = b"".join(marker + f"\r\nContent-Type: {part_type}\r\n\r\n".encode() + part + b"\r\n" for part in parts)
+    return body + marker + b"--\r\n", f'multipart/related; type="{part_type}"; boundary={boundary}'
+
+
+def split_multipart(body: bytes, content_type: str) -> list[bytes]:
+    """The bodies of the parts of a ``multipart/related`` answer (RFC 2046)."""
+    mimetype, options = parse_options_header(content_type or "")
+    boundary = options.get("boundary")
+    if not mimetype.lower().startswith("multipart/") or not boundary:
+        raise ValueError(f"expected a multipart answer with a boundary, got {content_type or 'no Content-Type'}")
+    delimiter = b"\r\n--" + boundary.encode("latin-1")
+    chunks = (b"\r\n" + body).split(delimiter)
+    parts = []
+    for chunk in chunks[1:]:
+        if chunk.startswith(b"--"):
+            return parts
+        head, sep, data = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise ValueError("a multipart part has no header/body separator")
+        parts.append(data)
+    raise ValueError("multipart answer ends before its closing boundary")
+
+
+@dataclass(frozen=True)
+class StowOutcome:
+    stored: bool            # listed in ReferencedSOPSequence (0008,1199)
+    failure: int | None     # FailureReason (0008,1197) when listed in FailedSOPSequence (0008,1198)
+    warning: int | None     # WarningReason (0008,1196) of a stored instance
+
+
+def stow_outcome(body: bytes, sop_uid: str) -> StowOutcome:
+    """What a STOW-RS answer (DICOM JSON, PS3.18 10.5.3) says about one instance."""
+    try:
+        answer = json.loads(body or b"{}")
+    except ValueError:
+        answer = {}
+    if isinstance(answer, list):
+        answer = answer[0] if answer else {}
+
+    def values(item, tag):
+        element = item.get(tag) if isinstance(item, dict) else None
+        return element.get("Value") or [] if isinstance(element, dict) else []
+
+    def first(item, tag):
+        found = values(item, tag)
+        return found[0] if found else None
+
+    def code(item, tag):
+        value = first(item, tag)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    for item in values(answer, "00081199"):
+        if first(item, "00081155") == sop_uid:
+            return StowOutcome(True, None, code(item, "00081196"))
+    for item in values(answer, "00081198"):
+        if first(item, "00081155") == sop_uid:
+            return StowOutcome(False, code(item, "00081197") or 0x0110, None)
+    return StowOutcome(False, None, None)
+
+
+# -- the adapter ------------------------------------------------------------
+@dataclass(frozen=True)
+class Prepared:
+    data: bytes
+    study: str
+    series: str
+    sop: str
+    alg: str
+    digest: str
+
+
+class DicomWebAdapter(Adapter):
+    kind = "dicomweb"
+
+    def __init__(self, *, name: str, options: dict, http=None):
+        super().__init__(name=name, options=options, http=http)
+        opts = parse_options(name, options)
+        self.url = opts["url"]
+        self.auth = (opts["username"], opts["password"]) if opts["username"] else None
+        self.institution = opts["institution"]
+        self.station = opts["station"]
+        self.verify_readback = opts["verify_readback"]
+        self.timeout = opts["timeout"]
+
+    def deliver(self, item: Delivery) -> dict:
+        prepared = self._prepare(item)
+        if item.attempt > 1:
+            found = self._read_back(prepared)
+            if found is not None:
+                return self._receipt(prepared, url=found, already_stored=True)
+        outcome = self._stow(prepared)
+        found = self._read_back(prepared)
+        if found is None:
+            raise RetryableError(f"{self.name}: the archive accepted instance {prepared.sop} "
+                                 f"but does not return it (yet)")
+        return self._receipt(prepared, url=found, already_stored=outcome.failure == DUPLICATE_REASON,
+                             warning=outcome.warning)
+
+    # -- steps ---------------------------------------------------------------
+    def _prepare(self, item: Delivery) -> Prepared:
+        info = item.image_info
+        try:
+            pixels = pngcodec.decode_gray16(item.png_path.read_bytes(), max_width=65535, max_height=65535)
+        except (OSError, ValueError) as err:
+            raise PermanentError(f"{self.name}: cannot read the image {item.png_path.name}: {err}") from None
+        stated = info.get("pixelHash") or {}
+        alg = stated.get("alg") if stated.get("alg") in dicom.HASH_ALGS else "SHA256"
+        digest = dicom.pixel_digest(pixels, alg)
+        if stated.get("alg") == alg and str(stated.get("hash", digest)).lower() != digest:
+            raise PermanentError(f"{self.name}: the image {item.image_id} does not match its pixelHash "
+                                 f"({alg} {stated['hash']}, the PNG gives {digest})")
+        try:
+            ds = dicom.build_dataset(pixels, info, item.context, image_id=item.image_id,
+                                     institution=self.institution, station=self.station)
+        except ValueError as err:
+            raise PermanentError(f"{self.name}: cannot describe image {item.image_id} in DICOM: {err}") from None
+        return Prepared(dicom.to_bytes(ds), ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID,
+                        alg, digest)
+
+    def _stow(self, prepared: Prepared) -> StowOutcome:
+        boundary = uuid.uuid4().hex
+        body, content_type = multipart_related([prepared.data], boundary=boundary)
+        what = f"{self.name}: STOW-RS of {prepared.sop}"
+        response = transport(lambda: self.http.post(
+            f"{self.url}/studies", data=body, auth=self.auth, timeout=self.timeout,
+            headers={"Content-Type": content_type, "Accept": "application/dicom+json"}), what)
+        if response.status_code not in (200, 202, 409):
+            check_response(response, what)
+        outcome = stow_outcome(response.content, prepared.sop)
+        if outcome.stored or outcome.failure == DUPLICATE_REASON:
+            return outcome
+        if outcome.failure is not None:
+            reason = f"failure reason 0x{outcome.failure:04X}"
+            if outcome.failure in RETRYABLE_REASONS or 0xA700 <= outcome.failure <= 0xA7FF:
+                raise RetryableError(f"{what}: {reason}")
+            raise PermanentError(f"{what}: refused, {reason}")
+        check_response(response, what)     # a 409 that does not name the instance
+        return outcome                      # a 2xx that does not: the read-back decides
+
+    def _read_back(self, prepared: Prepared) -> str | None:
+        """The instance's URL if the archive has it (with the same pixels when verifying), else None."""
+        url = f"{self.url}/studies/{prepared.study}/series/{prepared.series}/instances/{prepared.sop}"
+        what = f"{self.name}: WADO-RS of {prepared.sop}"
+        if self.verify_readback:
+            target, accept = url, ACCEPT_INSTANCE
+        else:
+            target, accept = f"{url}/metadata", "application/dicom+json"
+        response = transport(lambda: self.http.get(target, auth=self.auth, timeout=self.timeout,
+                                                   headers={"Accept": accept}), what)
+        if response.status_code in (204, 404):
+            return None
+        check_response(response, what)
+        if self.verify_readback:
+            self._verify(prepared, response, what)
+        return url
+
+    def _verify(self, prepared: Prepared, response, what: str) -> None:
+        try:
+            parts = split_multipart(response.content, response.headers.get("Content-Type", ""))
+            if not parts:
+                raise ValueError("no part in the answer")
+            ds, pixels = dicom.read_pixels(parts[0])
+        except Exception as err:        # whatever pydicom or the archive's encoding throws
+            raise PermanentError(f"{what}: cannot decode the stored instance ({err}); "
+                                 f"set verify_readback = false to only check that it exists") from None
+        if ds.SOPInstanceUID != prepared.sop:
+            raise PermanentError(f"{what}: the archive returned instance {ds.SOPInstanceUID}")
+        pixels = np.asarray(pixels)
+        gray16 = pixels.dtype == np.uint16 and pixels.ndim == 2
+        digest = dicom.pixel_digest(pixels, prepared.alg) if gray16 else f"{pixels.dtype} {pixels.shape}"
+        if digest != prepared.digest:
+            raise PermanentError(f"{what}: the archive's pixels differ from the image's "
+                                 f"({prepared.alg} {digest}, expected {prepared.digest})")
+
+    def _receipt(self, prepared: Prepared, *, url: str, already_stored: bool, warning: int | None = None) -> dict:
+        receipt = {"studyInstanceUid": prepared.study, "seriesInstanceUid": prepared.series,
+                   "sopInstanceUid": prepared.sop, "url": url, "alreadyStored": already_stored,
+                   "verified": self.verify_readback,
+                   "pixelHash": {"alg": prepared.alg, "hash": prepared.digest}}
+        if warning is not None:
+            receipt["warningReason"] = f"0x{warning:04X}"
+        return receipt
+
+
+def parse_options(name: str, options: dict) -> dict:
+    """Checked options with defaults; ValueError names the key."""
+    where = f"dicomweb target {name!r}"
+    known = {"url", "username", "password", "institution", "station", "verify_readback", "timeout"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown option {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    url = options.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError(f"{where}: url is required (the DICOMweb root, e.g. http://pacs:8042/dicom-web)")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"{where}: url must be an http(s) URL without query, got {url!r}")
+    out = {"url": url.strip().rstrip("/")}
+    for key, limit in (("username", None), ("password", None), ("institution", 64), ("station", 16)):
+        value = options.get(key, "")
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: {key} must be a string")
+        if limit is not None and (len(value) > limit or "\\" in value or any(ord(c) < 32 for c in value)):
+            raise ValueError(f"{where}: {key} must be at most {limit} characters, without backslashes")
+        out[key] = value
+    if bool(out["username"]) != bool(out["password"]):
+        missing = "password" if out["username"] else "username"
+        other = "username" if missing == "password" else "password"
+        raise ValueError(f"{where}: {missing} is required with {other}")
+    verify = options.get("verify_readback", True)
+    if not isinstance(verify, bool):
+        raise ValueError(f"{where}: verify_readback must be true or false")
+    out["verify_readback"] = verify
+    timeout = options.get("timeout", 30)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"{where}: timeout must be a positive number of seconds")
+    out["timeout"] = float(timeout)
+    return out
+
+
+ADAPTER_CLASS = DicomWebAdapter

@@ -1,0 +1,162 @@
+"""waitress, sized for the daemon, with a loop that stops from its own thread.
+
+waitress's ``run()`` only returns once every socket is closed, and closing
+them from another thread races its ``select``. Here the loop polls until
+``stop()`` is asked for and does the closing itself: the listener at once,
+then each connection as soon as it has no request in progress, until none
+is left or the deadline passes.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+from waitress import wasyncore
+from waitress.server import create_server
+
+from .tls import TlsFront, load_context
+
+log = logging.getLogger("sensord.server")
+
+POLL = 0.05         # seconds between looks at the connections while draining
+
+
+class Server:
+    """Plain HTTP on host:port; or, with ``server.tls_cert``, HTTPS there
+    through a TLS front (host/tls.py) and waitress on a loopback port.
+    A certificate that cannot be used raises ValueError naming the file."""
+
+    def __init__(self, app, settings, *, host: str | None = None, port: int | None = None):
+        cfg = settings.server
+        host = host if host is not None else cfg.host
+        port = port if port is not None else cfg.port
+        self.front: TlsFront | None = None
+        context = load_context(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert else None
+        self._server = create_server(
+            app,
+            host="127.0.0.1" if context else host,
+            port=0 if context else port,
+            url_scheme="https" if context else "http",     # the URLs the API hands out
+            # Every open event stream holds a thread: give them their own.
+            threads=cfg.threads + settings.acquisition.max_subscribers,
+            channel_request_lookahead=1,   # lets a stream notice a client that left
+            # A little above Flask's limit so that Flask answers 413 with a JSON body.
+            max_request_body_size=(cfg.max_upload_mb << 20) + (1 << 20),
+            ident="sensord",
+            clear_untrusted_proxy_headers=True,
+            channel_timeout=120,
+            # Images are megabytes: read them in large pieces and keep them in
+            # memory (waitress's defaults read 8 KiB at a time and spool
+            # anything over 512 KiB to a temporary file).
+            recv_bytes=1 << 18,
+            inbuf_overflow=64 << 20,
+            outbuf_overflow=64 << 20,
+        )
+        if context is not None:
+            try:
+                self.front = TlsFront(context, host, port, backend=("127.0.0.1", self._server.effective_port))
+            except OSError:
+                self._server.close()
+                raise
+        self._accepting = True
+        self._stop_accepting = threading.Event()
+        self._stop = threading.Event()
+        self._deadline = float("inf")
+
+    @property
+    def port(self) -> int:
+        return self.front.port if self.front else self._server.effective_port
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.front else "http"
+
+    def run(self) -> None:
+        """Serve until ``stop()``; drain; then close every socket and the worker threads."""
+        server = self._server
+        if self.front is not None:
+            self.front.start()
+        try:
+            while not self._stop.is_set():
+                server.asyncore.loop(timeout=1.0, map=server._map, count=1)
+                if self._stop_accepting.is_set():
+                    self._close_listener()
+            self._close_listener()
+            self._drain()
+        except Exception:
+            log.exception("the HTTP server loop failed")
+            raise
+        finally:
+            # Whatever is still open at the deadline is cut; then wait for the
+            # worker threads. The wake-up trigger goes last because a
+            # finishing task still pulls it.
+            left = self._channels()
+            if left:
+                log.warning("closing %d connection(s) with a request still in progress", len(left))
+            for channel in left:
+                try:
+                    channel.handle_close()
+                except Exception:
+                    log.exception("closing a connection failed")
+            server.task_dispatcher.shutdown(timeout=max(0.5, min(5.0, self._deadline - time.monotonic())))
+            server.trigger.close()
+            if self.front is not None:
+                self.front.stop()
+
+    def _channels(self) -> list:
+        return [c for c in list(self._server._map.values()) if c is not self._server.trigger]
+
+    def _close_listener(self) -> None:
+        if self._accepting:
+            self._accepting = False
+            wasyncore.dispatcher.close(self._server)
+
+    def _drain(self) -> None:
+        """Close connections as they fall idle; return once none is left or at the deadline."""
+        server = self._server
+        while time.monotonic() < self._deadline:
+            for channel in self._channels():
+                if _idle(channel):
+                    channel.handle_close()
+            if not self._channels():
+                return
+            server.asyncore.loop(timeout=POLL, map=server._map, count=1)
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket (from the loop's thread); keep serving open connections."""
+        if self.front is not None:
+            self.front.stop_accepting()     # waitress's own listener is loopback, for the front
+            return
+        self._stop_accepting.set()
+        self._wake()
+
+    def stop(self, grace: float = 0.0) -> None:
+        """Stop accepting, let requests in progress finish for up to ``grace`` seconds,
+        then end the loop. Safe from any thread and from a signal handler; a
+        second call can only shorten the deadline."""
+        self._deadline = min(self._deadline, time.monotonic() + grace)
+        if self.front is not None:
+            self.front.stop_accepting()
+        self._stop.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._server.pull_trigger()
+        except OSError:
+            pass        # the loop has already ended and closed its trigger
+
+
+def _idle(channel) -> bool:
+    """No request being received, none queued or running, nothing left to
+    send, and no bytes of a next request waiting unread in the socket."""
+    if channel.request is not None or channel.requests or channel.total_outbufs_len:
+        return False
+    try:
+        return not channel.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return True         # a broken connection has nothing left to finish

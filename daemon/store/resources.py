@@ -1,0 +1,248 @@
+"""The on-disk store of image resources, where they expire.
+
+Layout under ``<state_dir>/resources``::
+
+    <id>/resource.json   what GET /images/{id} reports, with epoch timestamps
+    <id>/media.png       the uploaded bytes, unchanged
+    .new-<id>/           a resource being written (removed at start: a crash
+                         mid-upload leaves no half resource)
+    .del-<id>/           a resource being removed
+
+A resource is written whole in ``.new-<id>``, each file fsynced, then renamed
+to ``<id>`` and the folder fsynced: a 201 means the bytes are on disk.
+A resource linked to a modality session has no media of its own; its pixels
+are looked up in the session when a filter runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from sensord.daemon.dsio.timefmt import iso
+from sensord.daemon.durable import fsync_dir, write_file
+
+from .pixel_cache import PixelCache
+
+log = logging.getLogger("sensord.store")
+
+MEDIA = "media.png"
+META = "resource.json"
+
+
+class QuotaExceeded(Exception):
+    """The upload would take the store beyond its configured quota."""
+
+
+class StoreFull(Exception):
+    """The disk itself refused the write (ENOSPC, EDQUOT)."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    id: str
+    media_type: str
+    created_on: float
+    expires: float
+    image_info: dict
+    modality_session: dict | None
+    size: int
+
+    @property
+    def linked(self) -> bool:
+        return self.modality_session is not None
+
+    def to_json(self, url: str) -> dict:
+        return {
+            "id": self.id,
+            "mediaType": self.media_type,
+            "url": url,
+            "createdOn": iso(self.created_on),
+            "expires": iso(self.expires),
+            "imageInfo": self.image_info,
+            "modalitySession": self.modality_session,
+        }
+
+    def _meta(self) -> bytes:
+        return json.dumps({
+            "id": self.id, "mediaType": self.media_type, "createdOn": self.created_on,
+            "expires": self.expires, "imageInfo": self.image_info,
+            "modalitySession": self.modality_session, "size": self.size,
+        }, separators=(",", ":")).encode()
+
+    @classmethod
+    def _from_meta(cls, data: bytes) -> "Resource":
+        m = json.loads(data)
+        return cls(id=m["id"], media_type=m["mediaType"], created_on=float(m["createdOn"]),
+                   expires=float(m["expires"]), image_info=m["imageInfo"],
+                   modality_session=m.get("modalitySession"), size=int(m["size"]))
+
+
+class ResourceStore:
+    def __init__(self, root: Path, *, lifetime: float, quota_bytes: int,
+                 decode: Callable[[bytes], np.ndarray], pixel_cache_bytes: int = 256 << 20,
+                 clock: Callable[[], float] = time.time):
+        self.root = Path(root)
+        self.lifetime = lifetime
+        self.quota_bytes = quota_bytes
+        self.clock = clock
+        self._decode = decode
+        self._cache = PixelCache(pixel_cache_bytes)
+        self._index: dict[str, Resource] = {}
+        self._used = 0
+        self._lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> None:
+        """Load what survived the last run; clear what a crash left half done."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        now = self.clock()
+        for entry in self.root.iterdir():
+            if entry.name.startswith((".new-", ".del-")):
+                log.warning("removing unfinished resource folder %s", entry.name)
+                shutil.rmtree(entry, ignore_errors=True)
+                continue
+            try:
+                res = Resource._from_meta((entry / META).read_bytes())
+                if not res.linked and not (entry / MEDIA).is_file():
+                    raise FileNotFoundError(MEDIA)
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                log.warning("removing unreadable resource %s (%s)", entry.name, err)
+                shutil.rmtree(entry, ignore_errors=True)
+                continue
+            if res.expires <= now:
+                shutil.rmtree(entry, ignore_errors=True)
+                continue
+            self._index[res.id] = res
+            self._used += res.size
+        log.info("store %s: %d resources, %.1f MiB", self.root, len(self._index), self._used / 2**20)
+
+    def close(self) -> None:
+        pass   # every write is already durable; nothing to flush
+
+    @property
+    def used_bytes(self) -> int:
+        return self._used
+
+    # -- create ------------------------------------------------------------
+    def create(self, *, image_info: dict, media: bytes, pixels: np.ndarray | None = None,
+               media_type: str = "image/png") -> Resource:
+        return self._create(image_info, None, media, media_type, pixels)
+
+    def create_linked(self, *, image_info: dict, session_id: str, image_id: str) -> Resource:
+        link = {"sessionId": session_id, "imageId": image_id}
+        return self._create(image_info, link, None, "image/png", None)
+
+    def _create(self, image_info, link, media, media_type, pixels) -> Resource:
+        now = self.clock()
+        rid = str(uuid.uuid4())
+        res = Resource(id=rid, media_type=media_type, created_on=now, expires=now + self.lifetime,
+                       image_info=image_info, modality_session=link, size=0)
+        size = len(res._meta()) + 32 + (len(media) if media is not None else 0)
+        res = dataclasses.replace(res, size=size)
+        self._reserve(size)
+        tmp = self.root / f".new-{rid}"
+        try:
+            tmp.mkdir()
+            if media is not None:
+                write_file(tmp / MEDIA, media)
+            write_file(tmp / META, res._meta())
+            fsync_dir(tmp)
+            os.rename(tmp, self.root / rid)
+            fsync_dir(self.root)
+        except BaseException as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            with self._lock:
+                self._used -= size
+            if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StoreFull(str(err)) from err
+            raise
+        with self._lock:
+            self._index[rid] = res
+        if pixels is not None:
+            self._cache.put(rid, pixels)
+        log.info("stored resource %s (%.1f MiB)", rid, size / 2**20)
+        return res
+
+    def _reserve(self, size: int) -> None:
+        for attempt in (1, 2):
+            with self._lock:
+                if self._used + size <= self.quota_bytes:
+                    self._used += size
+                    return
+            if attempt == 1:
+                self.sweep()   # expired resources may still hold the space
+        raise QuotaExceeded(
+            f"storing {size / 2**20:.1f} MiB would exceed the store quota of "
+            f"{self.quota_bytes / 2**20:.0f} MiB ({self._used / 2**20:.1f} MiB in use)")
+
+    # -- read --------------------------------------------------------------
+    def get(self, rid: str) -> Resource | None:
+        """The live resource, or None if unknown or expired."""
+        with self._lock:
+            res = self._index.get(rid)
+        if res is None or res.expires <= self.clock():
+            return None
+        return res
+
+    def media_path(self, res: Resource) -> Path:
+        return self.root / res.id / MEDIA
+
+    def media(self, res: Resource) -> bytes | None:
+        try:
+            return self.media_path(res).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def pixels(self, res: Resource) -> np.ndarray | None:
+        """Decoded pixels of a resource with its own media (read-only array)."""
+        cached = self._cache.get(res.id)
+        if cached is not None:
+            return cached
+        data = self.media(res)
+        if data is None:
+            return None
+        return self._cache.put(res.id, self._decode(data))
+
+    # -- remove ------------------------------------------------------------
+    def delete(self, rid: str) -> bool:
+        """Remove a resource; False if it was unknown or had already expired."""
+        res = self.get(rid)
+        self._remove(rid)
+        return res is not None
+
+    def _remove(self, rid: str) -> None:
+        with self._lock:
+            res = self._index.pop(rid, None)
+            if res is None:
+                return
+            self._used -= res.size
+        self._cache.drop(rid)
+        gone = self.root / f".del-{rid}"
+        try:
+            os.rename(self.root / rid, gone)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(gone, ignore_errors=True)
+
+    def sweep(self) -> int:
+        """Remove expired resources from disk; returns how many."""
+        now = self.clock()
+        with self._lock:
+            expired = [rid for rid, res in self._index.items() if res.expires <= now]
+        for rid in expired:
+            self._remove(rid)
+        if expired:
+            log.info("swept %d expired resources", len(expired))
+        return len(expired)
