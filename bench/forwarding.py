@@ -22,7 +22,7 @@ FILES = 16
 SERVER = """
 import sys
 from waitress import serve
-from tests.fake_datamint import FakeDatamint
+from tests.support.fake_datamint import FakeDatamint
 serve(FakeDatamint().app, host="127.0.0.1", port=int(sys.argv[1]), threads=8, _quiet=True,
       inbuf_overflow=64 << 20, recv_bytes=1 << 18)
 """

@@ -9,8 +9,8 @@ from PIL import Image
 
 from sensord import filters
 from sensord.filters.lut import Lut
-from tests import images
-from tests.test_api_images import API, assert_error
+from tests.support import images
+from tests.support.filters_api import API, assert_error
 
 LUT = Lut(gamma=2.3, slope=65535.0, offset=0.0, total_grays=4096, minimum_gray=3612, maximum_gray=418)
 

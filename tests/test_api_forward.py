@@ -6,18 +6,20 @@ import signal
 
 import pytest
 
-from tests import images
-from tests.daemon_process import daemon_process
-from tests.loopback import wait_until
-from tests.modality import API, create_session, device_of, expose, subscribe_status
-from tests.test_api_images import assert_error
+from tests.support import images
+from tests.support.daemon_process import daemon_process
+from tests.support.filters_api import assert_error
+from tests.support.forward import target
+from tests.support.loopback import wait_until
+from tests.support.modality import (
+    API,
+    create_session,
+    device_of,
+    expose,
+    subscribe_status,
+)
 
 ADMIN = "/api/sensord/v1"
-
-
-def target(url, **extra):
-    return {"name": "dm", "kind": "datamint", "url": url, "api_key": "key-1", "timeout": 2,
-            "backoff_base": 0.2, "backoff_max": 0.5, **extra}
 
 
 def test_acquired_images_are_forwarded_with_their_context(serve, datamint):
@@ -70,7 +72,7 @@ def test_forward_on_request_and_operator_endpoints(serve, datamint):
 def test_bad_targets_stop_the_start(tmp_path):
     from sensord.daemon.service import Sensord
     from sensord.daemon.settings import SettingsError
-    from tests.conftest import make_settings
+    from tests.support.server import make_settings
 
     with pytest.raises(ValueError, match="pasword"):
         Sensord(make_settings(tmp_path, forward={"targets": [
@@ -81,6 +83,7 @@ def test_bad_targets_stop_the_start(tmp_path):
         make_settings(tmp_path, forward={"rules": [{"target": "dm"}]})
 
 
+@pytest.mark.process
 def test_kill_9_with_deliveries_in_flight_loses_nothing_and_sends_nothing_twice(tmp_path, datamint):
     fake, url = datamint
     # Every upload is stored, then its answer is held past the client's timeout:

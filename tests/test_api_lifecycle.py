@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from sensord.daemon import durable
-from tests import images
-from tests.loopback import wait_until
-from tests.test_api_images import API, assert_error, upload
+from tests.support import images
+from tests.support.filters_api import API, assert_error, upload
+from tests.support.loopback import wait_until
 
 
 def test_expired_resource_answers_404_and_is_swept(serve):

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests import images
-from tests.modality import (
+from tests.support import images
+from tests.support.filters_api import assert_error
+from tests.support.modality import (
     ADMIN,
     API,
     control,
@@ -22,8 +23,7 @@ from tests.modality import (
     state_is,
     subscribe_status,
 )
-from tests.sse_client import END, EventStream
-from tests.test_api_images import assert_error
+from tests.support.sse_client import END, EventStream
 
 FILTERS = "/api/dsio/filters/v1"
 

@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 import numpy as np
 import pytest
 
-from tests import images
-from tests.modality import (
+from tests.support import images
+from tests.support.modality import (
     API,
     arm_and_wait,
     create_session,
@@ -18,8 +18,8 @@ from tests.modality import (
     state_is,
     subscribe_status,
 )
-from tests.sensor_emulator import SensorEmulator
-from tests.sse_client import EventStream
+from tests.support.sensor_emulator import SensorEmulator
+from tests.support.sse_client import EventStream
 
 FAST = urlencode(dict(read_timeout=0.02, ack_timeout=0.5, identify_timeout=0.5, silence_timeout=0.5,
                       poll_interval=0.1, retry_interval=0.05, removal_grace=0.4, stall_timeout=0.1))
@@ -108,7 +108,7 @@ def test_ports_that_appear_become_devices(serve, tmp_path):
 
 def test_unknown_driver_scheme_stops_the_start(tmp_path):
     from sensord.daemon.settings import SettingsError
-    from tests.conftest import make_settings
+    from tests.support.server import make_settings
 
     with pytest.raises(SettingsError, match="usb"):
         make_settings(tmp_path, drivers={"urls": ["usb://whatever"]})

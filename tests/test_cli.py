@@ -8,21 +8,24 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from werkzeug.security import check_password_hash
 
-from tests.loopback import free_port, wait_until
+from tests.support.loopback import free_port, wait_until
 
 SENSORD = [sys.executable, "-m", "sensord.daemon.host.cli"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.process
 def test_hash_password_reads_stdin():
     out = subprocess.run(SENSORD + ["hash-password"], input="s3cret\n", capture_output=True,
                          text=True, check=True, cwd=ROOT).stdout.strip()
     assert check_password_hash(out, "s3cret") and not check_password_hash(out, "other")
 
 
+@pytest.mark.process
 def test_unknown_config_key_stops_the_start(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text("[store]\nlifetime = 5\n")
@@ -32,6 +35,7 @@ def test_unknown_config_key_stops_the_start(tmp_path):
     assert "store.lifetime" in run.stderr
 
 
+@pytest.mark.process
 def test_serve_on_defaults_creates_admin_and_stops_on_sigterm(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "STATE_DIRECTORY"}
@@ -61,9 +65,9 @@ def test_serve_on_defaults_creates_admin_and_stops_on_sigterm(tmp_path):
     assert "Traceback" not in output
 
 
+@pytest.mark.process
 def test_expose_and_battery_from_the_command_line(serve):
-    from tests.conftest import PASSWORD, USER
-    from tests.modality import (
+    from tests.support.modality import (
         API,
         create_session,
         devices,
@@ -71,6 +75,7 @@ def test_expose_and_battery_from_the_command_line(serve):
         state_is,
         subscribe_status,
     )
+    from tests.support.server import PASSWORD, USER
 
     srv = serve()
     dev = next(d for d in devices(srv) if d["battery"])["deviceId"]
@@ -94,10 +99,11 @@ def test_expose_and_battery_from_the_command_line(serve):
     assert srv.http.get(srv.url(f"{API}/acquisition/{sid}/status")).json()["totalImages"] == 1
 
 
+@pytest.mark.process
 def test_outbox_from_the_command_line(serve):
-    from tests import images
-    from tests.conftest import PASSWORD, USER
-    from tests.loopback import closed_port_url
+    from tests.support import images
+    from tests.support.loopback import closed_port_url
+    from tests.support.server import PASSWORD, USER
 
     target = {"name": "dm", "kind": "datamint", "url": closed_port_url(), "api_key": "k", "max_attempts": 1}
     srv = serve(forward={"targets": [target]})
@@ -119,9 +125,10 @@ def test_outbox_from_the_command_line(serve):
     assert "the outbox is empty" in cli("list").stdout
 
 
+@pytest.mark.process
 def test_devices_and_status_from_the_command_line(serve):
-    from tests.conftest import PASSWORD, USER
-    from tests.modality import create_session, devices
+    from tests.support.modality import create_session, devices
+    from tests.support.server import PASSWORD, USER
 
     srv = serve()
     dev = devices(srv)[0]

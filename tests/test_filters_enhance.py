@@ -18,7 +18,7 @@ from sensord.filters.lut import Lut, lut_map
 try:
     from phantom import edge_energy, flat_noise, tooth_phantom
 except ImportError:  # tests/ imported as a package
-    from tests.phantom import edge_energy, flat_noise, tooth_phantom
+    from tests.support.phantom import edge_energy, flat_noise, tooth_phantom
 
 SHAPES = [(1, 1), (1, 9), (9, 1), (5, 7), (64, 48), (600, 427)]
 SPEC_LUT = Lut(gamma=2.3, slope=65535, offset=0, total_grays=4096, minimum_gray=3612, maximum_gray=250)

@@ -14,11 +14,11 @@ import pytest
 import requests
 
 from sensord.daemon.host import health
-from tests.conftest import PASSWORD, USER
-from tests.daemon_process import MODALITY, ROOT, DaemonProcess, daemon_process
-from tests.images import image_info, png16, raw_image, upload_files
-from tests.loopback import wait_until
-from tests.modality import create_session, device_of, expose, subscribe_status
+from tests.support.daemon_process import MODALITY, ROOT, DaemonProcess, daemon_process
+from tests.support.images import image_info, png16, raw_image, upload_files
+from tests.support.loopback import wait_until
+from tests.support.modality import create_session, device_of, expose, subscribe_status
+from tests.support.server import PASSWORD, USER
 
 FILTERS = "/api/dsio/filters/v1"
 
@@ -65,6 +65,7 @@ def config_with_tls(pki, key: str | None = None) -> str:
     return f'[server]\ntls_cert = "{pki.cert}"\ntls_key = "{key if key is not None else pki.key}"\n'
 
 
+@pytest.mark.process
 def test_serve_over_https_with_the_cli_and_sigterm(tmp_path, pki):
     daemon = DaemonProcess(tmp_path, config_with_tls(pki), cert=pki.cert)
     daemon.start()
@@ -90,6 +91,7 @@ def test_serve_over_https_with_the_cli_and_sigterm(tmp_path, pki):
     ("other_key", "does not match the certificate"),
     ("encrypted_key", "is encrypted"),
 ])
+@pytest.mark.process
 def test_a_certificate_that_cannot_be_used_stops_the_start_naming_it(tmp_path, pki, which, expected):
     key = str(tmp_path / "missing.pem") if which == "missing" else getattr(pki, which)
     daemon = DaemonProcess(tmp_path, config_with_tls(pki, key))
@@ -102,6 +104,7 @@ def test_a_certificate_that_cannot_be_used_stops_the_start_naming_it(tmp_path, p
     assert "Traceback" not in daemon.log()
 
 
+@pytest.mark.process
 def test_plain_http_stays_the_default(tmp_path):
     with daemon_process(tmp_path) as daemon:
         assert f"listening on http://127.0.0.1:{daemon.port}" in daemon.log()
@@ -115,6 +118,7 @@ def der(path) -> bytes:
     return ssl.PEM_cert_to_DER_cert(Path(path).read_text())
 
 
+@pytest.mark.process
 def test_sighup_reads_a_certificate_renewed_in_place(tmp_path, pki):
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     shutil.copy(pki.cert, cert)

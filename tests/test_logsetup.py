@@ -6,9 +6,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from sensord.daemon.host import logsetup
 from sensord.daemon.settings import LogSettings
-from tests.daemon_process import ROOT
+from tests.support.daemon_process import ROOT
 
 SCRIPT = ("import logging; from sensord.daemon.host import logsetup; from sensord.daemon.settings import LogSettings; "
           "logsetup.configure(LogSettings()); logging.getLogger('sensord').warning('sensor unplugged')")
@@ -23,6 +25,7 @@ def run_with_stderr_to(path, journal_stream: str | None) -> str:
     return path.read_text().strip()
 
 
+@pytest.mark.process
 def test_no_timestamp_when_stderr_is_the_journal_stream(tmp_path):
     path = tmp_path / "stderr"
     path.touch()
@@ -30,6 +33,7 @@ def test_no_timestamp_when_stderr_is_the_journal_stream(tmp_path):
     assert run_with_stderr_to(path, f"{st.st_dev}:{st.st_ino}") == "WARNING sensord: sensor unplugged"
 
 
+@pytest.mark.process
 def test_timestamp_when_the_variable_names_another_stream(tmp_path):
     # Inherited by a child whose stderr went elsewhere: the journal does not stamp these lines.
     for value in ("1:2", "garbage", None):

@@ -4,9 +4,15 @@ from __future__ import annotations
 import logging
 import re
 
-from tests.loopback import wait_until
-from tests.modality import control, create_session, device_of, expose, subscribe_status
-from tests.test_api_forward import target
+from tests.support.forward import target
+from tests.support.loopback import wait_until
+from tests.support.modality import (
+    control,
+    create_session,
+    device_of,
+    expose,
+    subscribe_status,
+)
 
 
 def test_one_line_per_event_that_matters(serve, datamint, caplog):

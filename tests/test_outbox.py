@@ -20,7 +20,7 @@ from sensord.daemon.forward.platforms.base import (
     PermanentError,
     RetryableError,
 )
-from tests import images
+from tests.support import images
 
 
 class Clock:
@@ -43,6 +43,12 @@ class Scripted(Adapter):
         self.gate = gate
         self.active = self.peak = 0
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+
+    def wait_active(self, count: int, timeout: float = 5.0) -> bool:
+        """Block until ``count`` deliveries are inside ``deliver`` at once."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.active == count, timeout)
 
     def deliver(self, item):
         with self._lock:
@@ -50,6 +56,7 @@ class Scripted(Adapter):
             self.pngs.append(item.png_path.read_bytes())
             self.active += 1
             self.peak = max(self.peak, self.active)
+            self._changed.notify_all()
         try:
             if self.gate is not None:
                 self.gate.wait(5)
@@ -195,6 +202,9 @@ def test_concurrency_limit_per_target(box, tmp_path):
     for i in range(5):
         queue_one(outbox, tmp_path, f"img-{i}")
     assert fw.tick() == 2 and fw.tick() == 0          # two in flight, the rest wait
+    # Both workers inside the adapter before the gate opens: the peak is then 2
+    # whatever the scheduler does, not only when the second thread wins a race.
+    assert adapter.wait_active(2)
     gate.set()
     deadline = time.monotonic() + 5
     while outbox.counts().get("delivered", 0) < 5 and time.monotonic() < deadline:

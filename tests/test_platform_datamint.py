@@ -7,8 +7,8 @@ import pytest
 
 from sensord.daemon.forward.platforms import open_adapter
 from sensord.daemon.forward.platforms.base import PermanentError, RetryableError
-from tests.delivery import make_delivery
-from tests.loopback import closed_port_url
+from tests.support.delivery import make_delivery
+from tests.support.loopback import closed_port_url
 
 
 def options(url, /, **changes):

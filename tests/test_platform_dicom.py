@@ -11,8 +11,8 @@ import pytest
 
 from sensord.daemon.forward.platforms import dicom
 from sensord.filters.lut import Lut, lut_map
-from tests import images
-from tests.delivery import make_delivery
+from tests.support import images
+from tests.support.delivery import make_delivery
 
 UTC = timezone.utc
 

@@ -28,10 +28,10 @@ from sensord.daemon.forward.platforms.dicomweb import (
     stow_outcome,
 )
 from sensord.filters.lut import Lut, lut_map, lut_unmap
-from tests import images
-from tests.delivery import make_delivery
-from tests.loopback import closed_port_url, serving
-from tests.orthanc import archive, orthanc  # noqa: F401  (fixtures)
+from tests.support import images
+from tests.support.delivery import make_delivery
+from tests.support.loopback import closed_port_url, serving
+from tests.support.orthanc import archive, orthanc  # noqa: F401  (fixtures)
 
 FAST = 0.5        # adapter timeout (s) in the lost-response test
 LATE = 1.5        # how long the proxy holds the STOW answer back: longer than FAST
@@ -50,6 +50,7 @@ def stored(archive) -> list:
 
 # -- against Orthanc -----------------------------------------------------------
 
+@pytest.mark.process
 def test_stores_one_instance_with_the_same_pixels_and_tags(tmp_path, archive):
     item = make_delivery(tmp_path)
     receipt = adapter(archive.dicomweb).deliver(item)
@@ -69,6 +70,7 @@ def test_stores_one_instance_with_the_same_pixels_and_tags(tmp_path, archive):
     assert receipt["url"].startswith(archive.dicomweb + "/studies/")
 
 
+@pytest.mark.process
 def test_a_second_delivery_keeps_one_instance(tmp_path, archive):
     item = make_delivery(tmp_path)
     target = adapter(archive.dicomweb)
@@ -79,6 +81,7 @@ def test_a_second_delivery_keeps_one_instance(tmp_path, archive):
     assert retry["alreadyStored"] is True
 
 
+@pytest.mark.process
 def test_a_lost_response_is_retried_into_one_instance(tmp_path, archive):
     stows = []
 
@@ -108,6 +111,7 @@ def test_a_lost_response_is_retried_into_one_instance(tmp_path, archive):
     assert len(archive.instances()) == 1
 
 
+@pytest.mark.process
 def test_a_filtered_copy_goes_in_as_a_derived_image(tmp_path, archive):
     original = make_delivery(tmp_path)
     copy_id = str(uuid.uuid5(uuid.UUID(original.image_id), "select:edgePro"))
@@ -124,6 +128,7 @@ def test_a_filtered_copy_goes_in_as_a_derived_image(tmp_path, archive):
     assert derived.ImageType[0] == "DERIVED" and (derived.Rows, derived.Columns) == (100, 150)
 
 
+@pytest.mark.process
 def test_the_forwarder_sends_the_acquired_image_and_its_unmapped_copy(tmp_path, archive):
     lut = Lut.from_info(images.LUT_INFO)
     mapped = lut_map(images.raw_image(120, 160), lut=lut)
@@ -158,6 +163,7 @@ def test_the_forwarder_sends_the_acquired_image_and_its_unmapped_copy(tmp_path, 
     assert copy.SourceImageSequence[0].ReferencedSOPInstanceUID == acquired.SOPInstanceUID
 
 
+@pytest.mark.process
 def test_an_instance_with_other_pixels_under_our_uid_is_a_permanent_error(tmp_path, archive):
     item = make_delivery(tmp_path)
     target = adapter(archive.dicomweb)
@@ -168,6 +174,7 @@ def test_an_instance_with_other_pixels_under_our_uid_is_a_permanent_error(tmp_pa
         target.deliver(dataclasses.replace(other, attempt=2))
 
 
+@pytest.mark.process
 def test_without_readback_only_existence_is_checked(tmp_path, archive):
     item = make_delivery(tmp_path)
     target = adapter(archive.dicomweb, verify_readback=False)
@@ -176,6 +183,7 @@ def test_without_readback_only_existence_is_checked(tmp_path, archive):
     assert len(archive.instances()) == 1
 
 
+@pytest.mark.process
 def test_bad_credentials_are_permanent(tmp_path, archive):
     with pytest.raises(PermanentError, match="401"):
         adapter(archive.dicomweb, password="wrong").deliver(make_delivery(tmp_path))

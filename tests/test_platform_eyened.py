@@ -11,9 +11,9 @@ import pytest
 from sensord.daemon.forward.platforms import open_adapter
 from sensord.daemon.forward.platforms.base import PermanentError, RetryableError
 from sensord.daemon.forward.platforms.eyened import sop_instance_uid
-from tests.delivery import make_delivery
-from tests.fake_eyened import FakeEyened
-from tests.loopback import closed_port_url, serving, serving_fake
+from tests.support.delivery import make_delivery
+from tests.support.fake_eyened import FakeEyened
+from tests.support.loopback import closed_port_url, serving, serving_fake
 
 _ROLLED_BACK_ERROR = "This Session's transaction has been rolled back due to a previous exception during flush."
 

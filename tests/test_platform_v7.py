@@ -16,10 +16,10 @@ from sensord.daemon.forward.platforms import (
 )
 from sensord.daemon.forward.platforms.v7 import V7Adapter
 from sensord.filters.thumbnail import fit_inside
-from tests import images
-from tests.delivery import make_delivery
-from tests.fake_v7 import FakeV7, Storage
-from tests.loopback import closed_port_url, serving
+from tests.support import images
+from tests.support.delivery import make_delivery
+from tests.support.fake_v7 import FakeV7, Storage
+from tests.support.loopback import closed_port_url, serving
 
 FAST = 0.5        # adapter timeout (s) in fault tests
 LATE = 1.2        # how long the fake holds an answer back: longer than FAST

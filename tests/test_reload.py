@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import signal
 
+import pytest
 import requests
 
 from sensord.daemon.api.auth import hash_password
-from tests.conftest import PASSWORD, USER
-from tests.daemon_process import MODALITY, daemon_process
-from tests.loopback import wait_until
-from tests.test_systemd import datagram_socket, fields
+from tests.support.daemon_process import MODALITY, daemon_process
+from tests.support.loopback import wait_until
+from tests.support.sdnotify import datagram_socket, fields
+from tests.support.server import PASSWORD, USER
 
 NURSE, NURSE_PASSWORD = "nurse", "another long passphrase"
 
@@ -20,6 +21,7 @@ def create_session(daemon, auth, index: int) -> requests.Response:
     return requests.post(daemon.url(MODALITY + "/acquisition"), json={"deviceId": device}, auth=auth, timeout=10)
 
 
+@pytest.mark.process
 def test_sighup_applies_users_and_log_level_and_names_what_needs_a_restart(tmp_path):
     notify_path = str(tmp_path / "notify")
     with datagram_socket(notify_path, timeout=10) as notify, \
@@ -51,6 +53,7 @@ def test_sighup_applies_users_and_log_level_and_names_what_needs_a_restart(tmp_p
         assert "reload refused" not in daemon.log()
 
 
+@pytest.mark.process
 def test_an_invalid_config_on_sighup_changes_nothing(tmp_path):
     with daemon_process(tmp_path) as daemon:
         daemon.config.write_text(daemon.config.read_text() + "[store]\nlifetime = 5\n")
@@ -61,6 +64,7 @@ def test_an_invalid_config_on_sighup_changes_nothing(tmp_path):
         assert daemon.proc.poll() is None
 
 
+@pytest.mark.process
 def test_a_rule_for_a_target_that_is_not_running_is_refused(tmp_path):
     with daemon_process(tmp_path) as daemon:
         daemon.write_config('[[forward.targets]]\nname = "dm"\nkind = "datamint"\napi_key = "k"\n'

@@ -11,7 +11,7 @@ from sensord.drivers import open_driver
 from sensord.drivers import serial_wire as w
 from sensord.drivers.base import DeviceEvent, DriverError, FrameEvent, StateEvent
 from sensord.drivers.serial_port import SerialDriver, list_ports, parse_url
-from tests.sensor_emulator import SensorEmulator
+from tests.support.sensor_emulator import SensorEmulator
 
 # Short timers keep the suite fast; silence_timeout leaves room for a busy 2-core box.
 FAST = dict(read_timeout=0.02, ack_timeout=0.5, identify_timeout=0.5, silence_timeout=0.5,

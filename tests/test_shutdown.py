@@ -9,11 +9,13 @@ import signal
 import socket
 import time
 
-from tests.conftest import PASSWORD, USER
-from tests.daemon_process import MODALITY, daemon_process
-from tests.images import image_info, multipart, png16, raw_image, upload_files
-from tests.loopback import wait_until
-from tests.modality import ADMIN
+import pytest
+
+from tests.support.daemon_process import MODALITY, daemon_process
+from tests.support.images import image_info, multipart, png16, raw_image, upload_files
+from tests.support.loopback import wait_until
+from tests.support.modality import ADMIN
+from tests.support.server import PASSWORD, USER
 
 FILTERS = "/api/dsio/filters/v1"
 
@@ -56,6 +58,7 @@ def refuses_connections(port: int) -> bool:
         return True
 
 
+@pytest.mark.process
 def test_sigterm_finishes_the_upload_in_progress_and_accepts_nothing_new(tmp_path):
     with daemon_process(tmp_path, "[server]\nshutdown_seconds = 20.0\n") as daemon:
         with half_sent_upload(daemon) as (sock, rest):
@@ -69,10 +72,11 @@ def test_sigterm_finishes_the_upload_in_progress_and_accepts_nothing_new(tmp_pat
     assert "SIGTERM: stopping" in log and "stopped" in log and "Traceback" not in log
 
 
+@pytest.mark.process
 def test_sigterm_waits_for_the_exposure_being_read_out(tmp_path):
     # Realistic sim timing x2: the readout takes about a second.
     with daemon_process(tmp_path, '[drivers]\nurls = ["sim://?models=select0&time_scale=2&seed=3"]\n') as daemon:
-        from tests.sse_client import EventStream
+        from tests.support.sse_client import EventStream
 
         http = daemon.http
         device = http.get(daemon.url(MODALITY + "/devices")).json()[0]["deviceId"]
@@ -94,6 +98,7 @@ def test_sigterm_waits_for_the_exposure_being_read_out(tmp_path):
     assert f"image {image_id}" in log and "unfinished" not in log
 
 
+@pytest.mark.process
 def test_work_that_never_finishes_is_cut_at_the_bound_and_exit_is_still_0(tmp_path):
     with daemon_process(tmp_path, "[server]\nshutdown_seconds = 1.5\n") as daemon:
         with half_sent_upload(daemon):                  # and never the rest
@@ -106,6 +111,7 @@ def test_work_that_never_finishes_is_cut_at_the_bound_and_exit_is_still_0(tmp_pa
     assert "closing 1 connection(s) with a request still in progress" in daemon.log()
 
 
+@pytest.mark.process
 def test_a_second_signal_stops_at_once(tmp_path):
     with daemon_process(tmp_path, "[server]\nshutdown_seconds = 300.0\n") as daemon:
         with half_sent_upload(daemon):
@@ -116,6 +122,7 @@ def test_a_second_signal_stops_at_once(tmp_path):
     assert "SIGINT again: stopping now" in daemon.log()
 
 
+@pytest.mark.process
 def test_sigterm_with_a_delivery_in_flight_leaves_it_queued_for_the_next_start(tmp_path, datamint):
     fake, url = datamint
     fake.faults.delay(60, path="/resources")      # the delivery's first request hangs

@@ -6,16 +6,17 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from sensord.daemon.live.hub import CLOSED, Hub, SubscriberLimit
 from sensord.daemon.live.status_feed import StatusFeed
-from tests.browser import chromium, with_credentials  # noqa: F401  (fixture)
-from tests.conftest import PASSWORD, USER, make_settings, running
-from tests.loopback import closed_port_url, wait_until
-from tests.modality import API, control, create_session, device_of, put_info
-from tests.sse_client import EventStream
-from tests.test_api_forward import target
+from tests.support.browser import chromium, with_credentials  # noqa: F401  (fixture)
+from tests.support.forward import target
+from tests.support.loopback import closed_port_url, wait_until
+from tests.support.modality import API, control, create_session, device_of, put_info
+from tests.support.server import PASSWORD, USER, make_settings, running
+from tests.support.sse_client import EventStream
 
 STATUS = "/api/sensord/v1/status"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -188,6 +189,7 @@ return img !== null && img.complete && img.naturalWidth > 0;
 TEXT = "return document.querySelector(arguments[0]).textContent;"
 
 
+@pytest.mark.process
 def test_page_shows_an_exposure_live(chromium, tmp_path):
     unreachable = {"targets": [target(closed_port_url(), max_attempts=2)],
                    "rules": [{"target": "dm", "source": "acquired"}]}

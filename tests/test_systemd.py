@@ -16,22 +16,12 @@ import requests
 
 from sensord.daemon.host import health, sdnotify
 from sensord.daemon.host.lifecycle import Watchdog
-from tests.loopback import free_port
+from tests.support.loopback import free_port
+from tests.support.sdnotify import datagram_socket, fields
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "sensord.service"
 MODALITY = "/api/dsio/modality/v1"
-
-
-def datagram_socket(address: str, timeout: float = 5.0) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(address)
-    sock.settimeout(timeout)
-    return sock
-
-
-def fields(datagram: bytes) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in datagram.decode().split("\n"))
 
 
 @pytest.fixture
@@ -118,6 +108,7 @@ def test_watchdog_pings_only_after_a_passing_check(notify_socket, caplog):
 
 
 # -- the daemon under a notify socket ----------------------------------------
+@pytest.mark.process
 def test_serve_tells_systemd_ready_watchdog_and_stopping(tmp_path):
     port, state = free_port(), tmp_path / "state"
     env = {k: v for k, v in os.environ.items()

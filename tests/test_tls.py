@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from sensord.daemon.host.tls import TlsFront, load_context
-from tests.loopback import free_port, serving, wait_until
+from tests.support.loopback import free_port, serving, wait_until
 
 HOST = "127.0.0.1"
 

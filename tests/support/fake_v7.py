@@ -1,6 +1,6 @@
 """A fake V7 Darwin (API v2 item registration and uploads) for the adapter's tests.
 
-Serve ``FakeV7(...).app`` with ``tests.loopback.serving``; the adapter's
+Serve ``FakeV7(...).app`` with ``tests.support.loopback.serving``; the adapter's
 ``url`` is ``{base}/api/v2``. What it keeps to, from V7's public docs and
 client (darwin-py):
 

@@ -26,7 +26,7 @@ import pydicom
 import pytest
 import requests
 
-from tests.loopback import free_port
+from tests.support.loopback import free_port
 
 ORTHANC = Path("/usr/sbin/Orthanc")
 PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))

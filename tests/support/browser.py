@@ -31,7 +31,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tests.loopback import free_port, wait_until
+from tests.support.loopback import free_port, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

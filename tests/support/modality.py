@@ -1,7 +1,7 @@
 """Helpers for driving acquisition sessions through the Modality API."""
 from __future__ import annotations
 
-from tests.sse_client import EventStream
+from tests.support.sse_client import EventStream
 
 API = "/api/dsio/modality/v1"
 ADMIN = "/api/sensord/v1"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import PASSWORD, USER, _password_hash
-from tests.loopback import free_port, wait_until
+from tests.support.loopback import free_port, wait_until
+from tests.support.server import PASSWORD, USER, _password_hash
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODALITY = "/api/dsio/modality/v1"
 
 

@@ -6,7 +6,7 @@ import uuid
 from pathlib import Path
 
 from sensord.daemon.forward.platforms.base import Delivery
-from tests import images
+from tests.support import images
 
 
 def make_delivery(tmp_path: Path, *, target: str = "t", entry_id: int = 1, image_id: str | None = None,

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 from flask import Flask, jsonify, request
 
-from tests.fake_eyened import Faults
+from tests.support.fake_eyened import Faults
 
 
 class FakeDatamint:
