@@ -1,1 +1,3 @@
-"""dsio"""
+"""The DSIO wire contract: ImageInfo, AcquisitionInfo, filter parameters and
+timestamps, read liberally (any key case, enums by name or number, explicit
+nulls) and written strictly in the spec's form. No I/O, no Flask."""

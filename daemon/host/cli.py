@@ -1,4 +1,4 @@
-"""`sensord serve | hash-password`."""
+"""`sensord serve | hash-password | default-config`, and the operator commands of client_cli."""
 from __future__ import annotations
 
 import argparse
@@ -8,10 +8,15 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from sensord.daemon import settings as settings_mod
 
 from . import logsetup
+
+# config/ sits beside daemon/ both in the checkout and in the installed
+# package (sensord/config/), so one relative path serves editable and wheel.
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "sensord.toml"
 
 
 def serve(args) -> int:
@@ -101,6 +106,13 @@ def hash_password(args) -> int:
     return 0
 
 
+def default_config(args) -> int:
+    """Print the documented default configuration that ships in the package,
+    so an install from a wheel has it without the source tree."""
+    sys.stdout.write(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sensord", description="X-ray sensor acquisition daemon")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=serve)
     p = sub.add_parser("hash-password", help="read a password, print its hash for [auth.users]")
     p.set_defaults(func=hash_password)
+    p = sub.add_parser("default-config", help="print the documented default configuration file")
+    p.set_defaults(func=default_config)
     from . import client_cli
     client_cli.add_parsers(sub)
     args = parser.parse_args(argv)
