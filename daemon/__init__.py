@@ -12,8 +12,9 @@ Rooms, each a subpackage; imports flow down this list and never sideways::
     store/        the expiring resource store and the pixel cache
     live/         the event hub, the status feed and its snapshot
     dsio/         the wire contract's types: ImageInfo, AcquisitionInfo,
-                  filter parameters, timestamps
-    (top level)   settings, durable writes, the scheduler: used by all
+                  filter parameters, timestamps, state names
+    (top level)   settings, durable writes, the scheduler, the error type
+                  that carries its HTTP status, typed signals: used by all
 
 Below them, ``sensord.drivers`` talks to sensors and ``sensord.filters`` is
 pure array code. ``tests/test_layout.py`` keeps the order.

@@ -4,15 +4,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from .api import admin, filters, forward, modality, status_page
 from .api.errors import register_error_handlers
 
 
+class SpecOrderJSONProvider(DefaultJSONProvider):
+    sort_keys = False       # answer in the spec's field order
+
+
 def create_app(services) -> Flask:
     app = Flask("sensord", root_path=str(Path(__file__).parent))   # "sensord" is a namespace package
     app.config["MAX_CONTENT_LENGTH"] = services.settings.server.max_upload_mb << 20
-    app.json.sort_keys = False          # answer in the spec's field order
+    app.json = SpecOrderJSONProvider(app)
     app.extensions["sensord"] = services
     services.auth.install(app)
     register_error_handlers(app)

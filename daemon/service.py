@@ -15,7 +15,8 @@ from .acquisition.hotplug import SerialPortWatcher
 from .acquisition.session_images import ImageFolder
 from .acquisition.sessions import AcquisitionOptions, SessionManager
 from .api import auth
-from .forward.delivery import Forwarder, build_targets, check_filter_spec
+from .forward import filter_spec
+from .forward.delivery import Forwarder, build_targets
 from .forward.outbox import Outbox
 from .forward.rules import Forwarding
 from .live.hub import Hub, SubscriberLimit
@@ -23,6 +24,7 @@ from .live.status_feed import StatusFeed
 from .live.status_snapshot import status_snapshot
 from .scheduler import Scheduler
 from .settings import Settings
+from .store.pixel_cache import PixelCache
 from .store.resources import ResourceStore
 
 log = logging.getLogger("sensord")
@@ -36,33 +38,35 @@ class Sensord:
         users = auth.ensure_users(settings.auth.users, state)
         self.auth = auth.Authenticator(users, realm=settings.auth.realm)
         images = settings.images
+        # One budget for every decoded pixel in memory: the store's and the sessions' share it.
+        self.pixel_cache = PixelCache(settings.store.pixel_cache_mb << 20)
         self.store = ResourceStore(
             state / "resources",
             lifetime=settings.store.lifetime_seconds,
             quota_bytes=settings.store.quota_mb << 20,
-            pixel_cache_bytes=settings.store.pixel_cache_mb << 20,
+            pixel_cache=self.pixel_cache,
             decode=functools.partial(png.decode_gray16, max_width=images.max_width,
                                      max_height=images.max_height),
         )
         acq = settings.acquisition
         self.subscribers = SubscriberLimit(acq.max_subscribers)
         self.devices = DeviceRegistry(settings.drivers.urls, hub=Hub(self.subscribers))
-        self.image_folder = ImageFolder(state / "sessions", cache_bytes=settings.store.pixel_cache_mb << 20)
+        self.image_folder = ImageFolder(state / "sessions", pixel_cache=self.pixel_cache)
         self.sessions = SessionManager(self.devices, self.image_folder, self.subscribers, AcquisitionOptions(
             hash_alg=acq.hash_alg, gamma=acq.gamma, png_compression=images.png_compression,
             preview_max=acq.preview_max, min_free_bytes=acq.min_free_mb << 20))
         self.session_images = self.sessions       # what the Filters API looks images up in
         forward = settings.forward
         for rule in forward.rules:
-            check_filter_spec(rule.get("filter", "raw"))
+            filter_spec.parse(rule.get("filter", "raw"))    # a bad rule stops the start
         self.outbox = Outbox(state / "outbox")
         self.forwarder = Forwarder(self.outbox, build_targets(forward.targets), work_dir=state / "outbox" / "work")
         self.forwarding = Forwarding(self.outbox, self.forwarder, forward.rules)
-        self.sessions.image_listeners.append(self.forwarding.on_acquired)
+        self.sessions.image_acquired.connect(self.forwarding.on_acquired)
         self.status_feed = StatusFeed(functools.partial(status_snapshot, self, started=time.time()),
                                       Hub(self.subscribers))
-        self.devices.listeners.append(self.status_feed.notify)
-        self.sessions.status_listeners.append(self.status_feed.notify)
+        self.devices.driver_events.connect(self.status_feed.notify)
+        self.sessions.session_changed.connect(self.status_feed.notify)
         self.scheduler = Scheduler()
         self._started: list = []
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sensord.filters.pixel_hash import ALGORITHMS as HASH_ALGS
+
 
 class SettingsError(ValueError):
     """The configuration cannot be used; the message names the key."""
@@ -130,7 +132,6 @@ _BOUNDS = {
     ("acquisition", "min_free_mb"): (0, 10**7),
     ("acquisition", "max_subscribers"): (1, 1024),
 }
-HASH_ALGS = ("MD5", "SHA256")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 

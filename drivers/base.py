@@ -12,17 +12,33 @@ and must not call back into the driver while holding driver locks.
 from __future__ import annotations
 
 import abc
+import enum
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional, Union
 
 import numpy as np
 
-# Sensor states a driver may report; a subset of the Modality API's
-# AcquisitionStatus.state (the daemon adds NoAcquisitionInfo, Processing, ...).
-SENSOR_STATES = (
-    "Initializing", "Ready", "Reading",
-    "NoSensor", "NoHardware", "LowBattery", "Error",
-)
+
+class SensorState(enum.StrEnum):
+    """The states a driver may report for a sensor.
+
+    The values are the Modality API's AcquisitionStatus.state names (the
+    daemon adds NoAcquisitionInfo, Processing, ... of its own), so a state
+    passes through to the wire unchanged. Drivers cannot import the daemon,
+    which is why the sensor's share of those names is declared here.
+    """
+    INITIALIZING = "Initializing"
+    READY = "Ready"
+    READING = "Reading"
+    NO_SENSOR = "NoSensor"
+    NO_HARDWARE = "NoHardware"
+    LOW_BATTERY = "LowBattery"
+    ERROR = "Error"
+
+
+# The states in which the sensor cannot expose until something changes.
+FAULTS = frozenset({SensorState.NO_HARDWARE, SensorState.NO_SENSOR, SensorState.LOW_BATTERY,
+                    SensorState.ERROR})
 
 
 @dataclass(frozen=True)
@@ -66,10 +82,18 @@ class DeviceEvent:
 
 @dataclass(frozen=True)
 class StateEvent:
-    """The sensor behind ``device_id`` entered ``state`` (one of SENSOR_STATES)."""
+    """The sensor behind ``device_id`` entered ``state``.
+
+    A plain string naming a state is accepted and converted, so a driver
+    outside this package keeps working; an unknown name is a ValueError at
+    the driver, not a puzzle in the daemon.
+    """
     device_id: str
-    state: str
+    state: SensorState
     detail: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", SensorState(self.state))
 
 
 @dataclass(frozen=True)

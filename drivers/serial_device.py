@@ -13,7 +13,7 @@ from typing import Optional
 from urllib.parse import parse_qsl, urlsplit
 
 from . import serial_wire as w
-from .base import Device, Sensor
+from .base import Device, Sensor, SensorState
 
 DEFAULTS = {
     "baudrate": 921600,
@@ -30,14 +30,13 @@ _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "sensord:serial")
 
 # Same conventions as drivers/sim.py: Ready means armed; an idle (unarmed)
 # device reports nothing, except Initializing when it appears or a fault clears.
-_STATE_NAMES = {
-    w.DeviceState.INITIALIZING: ("Initializing", ""),
+_STATE_NAMES: dict[int, Optional[tuple[SensorState, str]]] = {
+    w.DeviceState.INITIALIZING: (SensorState.INITIALIZING, ""),
     w.DeviceState.IDLE: None,
-    w.DeviceState.ARMED: ("Ready", ""),
-    w.DeviceState.READING: ("Reading", ""),
-    w.DeviceState.ERROR: ("Error", "sensor reports an error"),
+    w.DeviceState.ARMED: (SensorState.READY, ""),
+    w.DeviceState.READING: (SensorState.READING, ""),
+    w.DeviceState.ERROR: (SensorState.ERROR, "sensor reports an error"),
 }
-FAULTS = ("NoHardware", "NoSensor", "LowBattery", "Error")
 
 
 def parse_url(url: str) -> tuple[str, dict]:
@@ -80,10 +79,10 @@ def device_from(path: str, ident: w.Ident, status: Optional[w.Status]) -> Device
         sensor=sensor, battery_percent=battery_percent(status) if ident.battery_powered else None)
 
 
-def status_state(msg: w.Status) -> Optional[tuple[str, str]]:
+def status_state(msg: w.Status) -> Optional[tuple[SensorState, str]]:
     """(state, detail) a STATUS reports, or None for idle (nothing of its own to say)."""
     if msg.state == w.DeviceState.NO_SENSOR:
-        return "NoSensor", ""
+        return SensorState.NO_SENSOR, ""
     if msg.battery_low and msg.state != w.DeviceState.READING:
-        return "LowBattery", f"battery {msg.battery}%"
-    return _STATE_NAMES.get(msg.state, ("Error", f"unknown device state {msg.state}"))
+        return SensorState.LOW_BATTERY, f"battery {msg.battery}%"
+    return _STATE_NAMES.get(msg.state, (SensorState.ERROR, f"unknown device state {msg.state}"))

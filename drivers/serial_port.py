@@ -27,9 +27,17 @@ from typing import Optional
 import serial
 
 from . import serial_wire as w
-from .base import Device, DeviceEvent, Driver, DriverError, FrameEvent, StateEvent
-from .serial_device import (
+from .base import (
     FAULTS,
+    Device,
+    DeviceEvent,
+    Driver,
+    DriverError,
+    FrameEvent,
+    SensorState,
+    StateEvent,
+)
+from .serial_device import (
     battery_percent,
     device_from,
     parse_options,
@@ -61,7 +69,7 @@ def list_ports(pattern: str = "/dev/ttyUSB*") -> list[str]:
 class _Pending:
     request: int
     event: threading.Event
-    reply: Optional[object] = None
+    reply: Optional[w.Ack | w.ErrorMsg] = None
     error: Optional[str] = None
 
 
@@ -152,7 +160,7 @@ class SerialDriver(Driver):
                 raise DriverError(f"device {device_id} is not connected")
             return device
 
-    def _request(self, msg, what: str) -> object:
+    def _request(self, msg, what: str) -> w.Ack:
         with self._lock:
             if not self._up:
                 raise DriverError(f"{what}: device on {self.path} is not connected")
@@ -166,6 +174,8 @@ class SerialDriver(Driver):
             if pending.error:
                 raise DriverError(f"{what}: {pending.error}")
             reply = pending.reply
+            if reply is None:       # the event is set with a reply or an error
+                raise DriverError(f"{what}: no reply")
             if isinstance(reply, w.ErrorMsg):
                 raise DriverError(f"{what} refused: {w.code_name(reply.code)} {reply.text}".rstrip())
             if reply.result != w.ErrorCode.OK:
@@ -233,7 +243,8 @@ class SerialDriver(Driver):
             if self._listed and now - self._gone_since >= self.cfg["removal_grace"]:
                 with self._lock:
                     device, self._listed, self._device = self._device, False, None
-                self.emit(DeviceEvent("removed", device))
+                if device is not None:      # listed implies a device
+                    self.emit(DeviceEvent("removed", device))
             self._first_attempt.set()
             return
         self._gone_since = None
@@ -254,9 +265,12 @@ class SerialDriver(Driver):
         self._send(w.GetStatus())
 
     def _pump(self) -> None:
+        port = self._port
+        if port is None:        # _run pumps an open port only
+            return
         try:
-            waiting = self._port.in_waiting
-            data = self._port.read(min(max(1, waiting), 1 << 16))
+            waiting = port.in_waiting
+            data = port.read(min(max(1, waiting), 1 << 16))
         except _PORT_ERRORS as e:
             self._link_lost(f"port error: {e}")
             return
@@ -314,7 +328,7 @@ class SerialDriver(Driver):
         self._fail_pending(f"disconnected ({why})")
         if was_up:
             self.stats["link_losses"] += 1
-            self._emit_state("NoHardware", why)
+            self._emit_state(SensorState.NO_HARDWARE, why)
 
     # ------------------------------------------------------------ messages
 
@@ -337,18 +351,20 @@ class SerialDriver(Driver):
             return   # anything else before identification is stale
         if isinstance(msg, w.Ident):
             self._publish(device_from(self.path, msg, self._status), reconnect=False)
-            self._report(self._status)
+            if self._status is not None:    # always, since _link_up set it
+                self._report(self._status)
         elif isinstance(msg, w.Status):
             self._on_status(msg)
         elif isinstance(msg, w.ErrorMsg):
-            self._emit_state("Error", f"device error {w.code_name(msg.code)}: {msg.text}".rstrip(": "))
+            detail = f"device error {w.code_name(msg.code)}: {msg.text}".rstrip(": ")
+            self._emit_state(SensorState.ERROR, detail)
             self._send(w.GetStatus())   # the reply says whether the sensor recovered
         elif isinstance(msg, w.ExposureStart):
             if self._frame is not None:
                 self._reject(f"frame {self._frame.start.frame_id} abandoned by a new exposure")
             self._frame = FrameAssembler(msg)
             self._read_started = now
-            self._emit_state("Reading", "")
+            self._emit_state(SensorState.READING, "")
         elif isinstance(msg, w.Chunk):
             if self._frame is not None:
                 self._frame.add(msg)
@@ -365,6 +381,8 @@ class SerialDriver(Driver):
         except FrameError as e:
             self._reject(str(e))
             return
+        if self._device is None:    # a frame only follows identification, which sets it
+            raise RuntimeError(f"frame from {self.path} before identification")
         self.stats["frames"] += 1
         self.emit(FrameEvent(self._device.device_id, pixels, binned=frame.start.binned,
                              read_started=self._read_started, read_ended=now))
@@ -375,13 +393,15 @@ class SerialDriver(Driver):
         # arm); the daemon re-arms for the retake.
         self._frame = None
         self.stats["frames_rejected"] += 1
-        self._emit_state("Error", f"frame rejected: {why}", fault=False)
+        self._emit_state(SensorState.ERROR, f"frame rejected: {why}", fault=False)
         self._send(w.GetStatus())
 
     def _on_status(self, msg: w.Status) -> None:
         old, self._status = self._status, msg
         if self._frame is not None and msg.state != w.DeviceState.READING:
             self._reject(f"frame {self._frame.start.frame_id} end lost")
+        if self._device is None:    # STATUS is handled here only after identification set it
+            raise RuntimeError(f"STATUS from {self.path} before identification")
         if old is None or old.battery != msg.battery:
             device = self._device.with_(battery_percent=battery_percent(msg))
             if device != self._device:
@@ -398,7 +418,7 @@ class SerialDriver(Driver):
         if state is None:   # idle: silent, unless the daemon still shows a fault
             if not self._fault_shown:
                 return
-            state = "Initializing", "idle"
+            state = SensorState.INITIALIZING, "idle"
         self._emit_state(*state)
 
     def _link_up(self, ident: w.Ident, status: w.Status) -> None:
@@ -425,7 +445,7 @@ class SerialDriver(Driver):
         elif reconnect or device != old:
             self.emit(DeviceEvent("changed", device))
 
-    def _emit_state(self, state: str, detail: str, *, fault: Optional[bool] = None) -> None:
+    def _emit_state(self, state: SensorState, detail: str, *, fault: Optional[bool] = None) -> None:
         if self._device is None or (state, detail) == self._last_state:
             return
         self._last_state = (state, detail)

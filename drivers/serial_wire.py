@@ -12,6 +12,7 @@ import binascii
 import enum
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Optional, Union
 
@@ -185,8 +186,9 @@ class ErrorMsg:
 
 Message = Union[Identify, GetStatus, Arm, Disarm, Status, Ack, ExposureStart,
                 FrameEnd, Ident, Chunk, ErrorMsg]
-_BY_TYPE = {cls.TYPE: cls for cls in (Identify, GetStatus, Arm, Disarm, Status, Ack,
-                                      ExposureStart, FrameEnd, Ident, Chunk, ErrorMsg)}
+_BY_TYPE: dict[int, type[Message]] = {
+    cls.TYPE: cls for cls in (Identify, GetStatus, Arm, Disarm, Status, Ack,
+                              ExposureStart, FrameEnd, Ident, Chunk, ErrorMsg)}
 
 
 # ---------------------------------------------------------------- encoding
@@ -290,14 +292,17 @@ def _parse(mtype: int, tag: int, payload: bytes) -> Message:
     """Payload to message. Trailing bytes are ignored, so v1 readers accept
     fields a later minor revision appends. Raises on malformed content."""
     cls = _BY_TYPE.get(mtype)
-    _check(cls is not None, f"unknown type 0x{mtype:02x}")
+    if cls is None:
+        raise _Malformed(f"unknown type 0x{mtype:02x}")
     if cls.FMT is not None:
         values = struct.unpack_from(cls.FMT, payload)
         if cls is Status:
             _check(values[1] <= 100 or values[1] == NO_BATTERY, f"battery {values[1]}%")
             values = (values[0], None if values[1] == NO_BATTERY else values[1], values[2])
-        msg = cls(*values, tag=tag)
-        if cls is ExposureStart:
+        # The fields come from the table's format, not a fixed signature.
+        construct: Callable[..., Message] = cls
+        msg = construct(*values, tag=tag)
+        if isinstance(msg, ExposureStart):      # i.e. cls is ExposureStart
             _check(0 < msg.width <= MAX_SIDE and 0 < msg.height <= MAX_SIDE
                    and msg.total_bytes == msg.width * msg.height * 2
                    and 0 < msg.chunk_count and msg.chunk_count * MAX_CHUNK_DATA >= msg.total_bytes,
@@ -305,7 +310,8 @@ def _parse(mtype: int, tag: int, payload: bytes) -> Message:
         return msg
     if cls is Chunk:
         _check(len(payload) > CHUNK_HEAD.size, "empty chunk")
-        return Chunk(*CHUNK_HEAD.unpack_from(payload), payload[CHUNK_HEAD.size:], tag=tag)
+        frame_id, seq, offset = CHUNK_HEAD.unpack_from(payload)
+        return Chunk(frame_id, seq, offset, payload[CHUNK_HEAD.size:], tag=tag)
     if cls is ErrorMsg:
         code, request = struct.unpack_from("<HB", payload)
         return ErrorMsg(code, request, payload[3:].decode("utf-8", "replace"), tag=tag)

@@ -70,6 +70,7 @@ from .base import (
     DriverError,
     Event,
     FrameEvent,
+    SensorState,
     StateEvent,
 )
 from .phantom import phantom
@@ -99,7 +100,7 @@ class _Slot:
 class SimDriver(Driver):
     """Simulated devices behind a ``sim://`` URL (see the module docstring)."""
 
-    def __init__(self, url, *, emit, options=None):
+    def __init__(self, url, *, emit, options=None) -> None:
         super().__init__(url, emit=emit, options=options)
         self.config = cat.parse_url(url, self.options)
         self._cv = threading.Condition()
@@ -157,7 +158,7 @@ class SimDriver(Driver):
         with self._cv:
             slot = self._present(device_id)
             if slot.device.sensor is None:
-                self._state(slot, "NoSensor", "no sensor attached")
+                self._state(slot, SensorState.NO_SENSOR, "no sensor attached")
                 raise DriverError(f"device {device_id} has no sensor attached")
             effective = bool(binning) and slot.model.supports_binning
             rebin = effective != slot.binning
@@ -165,11 +166,11 @@ class SimDriver(Driver):
             if slot.phase == "reading":
                 pass                      # re-armed for the next exposure when the frame is in
             elif slot.phase == "low":
-                self._state(slot, "LowBattery", self._battery_detail(slot))
+                self._state(slot, SensorState.LOW_BATTERY, self._battery_detail(slot))
             elif slot.phase == "init":
-                self._state(slot, "Initializing")   # Ready follows when it is done
+                self._state(slot, SensorState.INITIALIZING)   # Ready follows when it is done
             elif slot.phase == "ready" and not rebin:
-                self._state(slot, "Ready")
+                self._state(slot, SensorState.READY)
             else:                         # idle, or Ready in the other binning mode
                 self._power_up(slot, ARM_S)
 
@@ -213,6 +214,8 @@ class SimDriver(Driver):
                 why = "is not armed; arm it and wait for Ready"
             if why:
                 raise DriverError(f"device {device_id} {why}")
+            if sensor is None:            # its phase is "nosensor", refused above
+                raise DriverError(f"device {device_id} has no sensor attached")
             slot.exposures += 1
             if seed is None:
                 seed = zlib.crc32(f"{self.config.seed}:{sensor.serial_number}:{slot.exposures}".encode())
@@ -222,7 +225,7 @@ class SimDriver(Driver):
                           seed=seed, binned=slot.binning, pixel_size_mm=sensor.pixel_size_mm,
                           dead_pixels=min(self.config.dead_pixels, sensor.width * sensor.height),
                           defect_seed=zlib.crc32(sensor.serial_number.encode()))
-            self._state(slot, "Reading")
+            self._state(slot, SensorState.READING)
             self._later(0.0, self._render, slot, slot.token, params)
             readout = cat.readout_seconds(slot.spec.interface, sensor, slot.binning)
             self._later(readout, self._read_done, slot, slot.token, time.monotonic(), slot.binning)
@@ -257,7 +260,7 @@ class SimDriver(Driver):
         with self._cv:
             slot = self._present(device_id)
             if slot.armed or slot.phase == "reading":
-                self._state(slot, "NoHardware", "device disconnected")
+                self._state(slot, SensorState.NO_HARDWARE, "device disconnected")
             self._enter(slot, "off")      # drops a frame being read
             slot.present, slot.armed = False, False
             self._push(DeviceEvent("removed", slot.device))
@@ -325,13 +328,13 @@ class SimDriver(Driver):
         """(Re)start the sensor: NoSensor, LowBattery, or Initializing then Ready/idle."""
         if slot.device.sensor is None:
             self._enter(slot, "nosensor")
-            self._state(slot, "NoSensor", "no sensor attached")
+            self._state(slot, SensorState.NO_SENSOR, "no sensor attached")
         elif self._low(slot):
             self._enter(slot, "low")
-            self._state(slot, "LowBattery", self._battery_detail(slot))
+            self._state(slot, SensorState.LOW_BATTERY, self._battery_detail(slot))
         else:
             self._enter(slot, "init")
-            self._state(slot, "Initializing")
+            self._state(slot, SensorState.INITIALIZING)
             self._later(delay_s, self._init_done, slot, slot.token)
 
     def _update(self, slot: _Slot, **changes) -> None:
@@ -340,7 +343,7 @@ class SimDriver(Driver):
         slot.device = cat.describe(self.config.base_url, slot.spec, sensor, battery)
         self._push(DeviceEvent("changed", slot.device))
 
-    def _state(self, slot: _Slot, state: str, detail: str = "") -> None:
+    def _state(self, slot: _Slot, state: SensorState, detail: str = "") -> None:
         self._push(StateEvent(slot.device.device_id, state, detail))
 
     def _push(self, event: Event) -> None:
@@ -361,7 +364,7 @@ class SimDriver(Driver):
                 return
             if slot.armed:
                 self._enter(slot, "ready")
-                self._state(slot, "Ready")
+                self._state(slot, SensorState.READY)
             else:
                 self._enter(slot, "idle")
 
@@ -382,7 +385,7 @@ class SimDriver(Driver):
             if pixels is None:            # rendering failed (logged by the worker)
                 slot.armed = True
                 self._enter(slot, "idle")
-                self._state(slot, "Error", "readout failed")
+                self._state(slot, SensorState.ERROR, "readout failed")
                 return
             self._push(FrameEvent(slot.device.device_id, pixels, binned, started, time.monotonic()))
             if slot.armed or self._low(slot):

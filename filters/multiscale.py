@@ -132,7 +132,9 @@ def multiscale_enhance(
     if band != 0:
         cv2.scaleAdd(coarse_blur(work, sigma=preset.coarse_sigma), -band, out, dst=out)
     if index is None:
-        result = cv2.add(out, 0.0, dtype=cv2.CV_16U)
+        # cv2.add takes a scalar as src2 (here: a saturating round to uint16);
+        # OpenCV's bundled stubs list only arrays for it.
+        result = cv2.add(out, 0.0, dtype=cv2.CV_16U)  # type: ignore[call-overload]
     else:
         cored = cv2.LUT(index, coring.noise_table(threshold=threshold, gain=noise - fine), dst=work)
         result = cv2.add(out, cored, dtype=cv2.CV_16U)

@@ -84,16 +84,16 @@ def read_header(data: bytes) -> PngHeader:
     Pure function on bytes; bit depth and color type are reported, not
     judged (see `decode_gray16`).
     """
-    data = memoryview(data).cast("B")
-    if bytes(data[:8]) != SIGNATURE[: min(8, len(data))] or len(data) == 0:
+    view = memoryview(data).cast("B")
+    if bytes(view[:8]) != SIGNATURE[: min(8, len(view))] or len(view) == 0:
         raise NotPngError("not a PNG file: the 8-byte PNG signature is missing")
-    if len(data) < _HEADER_END:
-        raise CorruptPngError(f"truncated PNG: {len(data)} bytes, the header alone needs {_HEADER_END}")
-    length, kind = _IHDR.unpack_from(data, 8)
+    if len(view) < _HEADER_END:
+        raise CorruptPngError(f"truncated PNG: {len(view)} bytes, the header alone needs {_HEADER_END}")
+    length, kind = _IHDR.unpack_from(view, 8)
     if kind != b"IHDR" or length != _IHDR_FIELDS.size:
         raise NotPngError("not a PNG file: the first chunk is not a 13-byte IHDR")
-    fields = bytes(data[16:29])
-    (crc,) = struct.unpack_from(">I", data, 29)
+    fields = bytes(view[16:29])
+    (crc,) = struct.unpack_from(">I", view, 29)
     if zlib.crc32(b"IHDR" + fields) != crc:
         raise CorruptPngError("corrupt PNG: the IHDR chunk fails its CRC check")
     width, height, depth, color, compression, filter_method, interlace = _IHDR_FIELDS.unpack(fields)

@@ -1,26 +1,21 @@
-"""A small 8-bit JPEG preview of a 16-bit image, for platforms that show one.
+"""A small 8-bit JPEG preview of a 16-bit image.
 
-V7 Darwin with read-only external storage cannot make its own thumbnail, so
-the adapter puts one beside the image. It must be a separate, small file
-(Darwin warns that using the original as thumbnail breaks some browsers).
+One function makes every preview the daemon hands out: the ``previewUrl``
+of an acquired image (a square box, ``acquisition.preview_max``) and the
+thumbnail the V7 Darwin adapter puts beside an image (Darwin's own box).
+The same pixels, window, box and quality give the same bytes whoever asks.
 """
 from __future__ import annotations
-
-import logging
 
 import cv2
 import numpy as np
 
+from . import _checks
 from .display import to_8bit
 from .lut import Lut
 
-log = logging.getLogger("sensord.filters.thumbnail")
 
-BOX = (356, 200)  # width, height: the size Darwin's own thumbnails fit in
-QUALITY = 60
-
-
-def fit_inside(width: int, height: int, *, box: tuple[int, int] = BOX) -> tuple[int, int]:
+def fit_inside(width: int, height: int, *, box: tuple[int, int]) -> tuple[int, int]:
     """The size of a ``width`` x ``height`` image shrunk to fit ``box``, aspect kept.
 
     Never enlarges (like ImageMagick's ``356x200>``); each side is at least 1.
@@ -30,27 +25,54 @@ def fit_inside(width: int, height: int, *, box: tuple[int, int] = BOX) -> tuple[
     return max(1, min(box_w, round(width * scale))), max(1, min(box_h, round(height * scale)))
 
 
-def jpeg_thumbnail(pixels: np.ndarray, *, lut_info: dict | None = None,
-                   box: tuple[int, int] = BOX, quality: int = QUALITY) -> bytes:
-    """Window ``pixels`` (2-D uint16) to 8 bits, shrink to fit ``box``, encode as JPEG.
+def jpeg_preview(pixels: np.ndarray, *, lut: Lut | None, box: tuple[int, int], quality: int) -> bytes:
+    """Shrink ``pixels`` to fit ``box``, window them to 8 bits and encode a JPEG.
 
-    The window is the LUT's output range when ``lut_info`` (a DSIO LutInfo)
-    is given, else the image's own percentiles (`filters.to_8bit`). A LutInfo
-    that does not describe a usable map only costs the thumbnail its window:
-    the image is still worth forwarding, so the automatic window is used.
+    Parameters
+    ----------
+    pixels : (M, N) ndarray of uint16
+    lut : Lut or None
+        The map the pixels were made with: its output range is the window.
+        None for linear grays: the window then comes from the preview's own
+        gray percentiles (see `filters.to_8bit`).
+    box : (width, height)
+        The preview fits inside, aspect kept, never enlarged (`fit_inside`).
+    quality : int
+        JPEG quality, 1 to 100.
+
+    Returns
+    -------
+    bytes
+        A baseline 8-bit grayscale JPEG.
+
+    Raises
+    ------
+    TypeError
+        For pixels that are not a uint16 ndarray, or a lut that is not a Lut.
+    ValueError
+        For pixels that are not 2-D, or a box or quality out of range.
+
+    Notes
+    -----
+    Dtype rule: uint16 in, 8 bits per sample out. Range rule: as
+    `filters.to_8bit`, grays below the window give black, above it white.
+
+    The image is shrunk first (area averaging, still 16 bits), so the
+    window and the encoder only touch the small image: for a 2400x1708
+    exposure and a 256-pixel box, about 90 times fewer pixels. Without a
+    LUT the window is thus taken from the averaged grays, whose noise is
+    lower, which suits a picture that small.
     """
-    lut = None
-    if lut_info:
-        try:
-            lut = Lut.from_info(lut_info)
-        except ValueError as err:
-            log.warning("thumbnail: ignoring an unusable lutInfo (%s); automatic window", err)
-    gray8 = to_8bit(pixels, lut=lut)
-    height, width = gray8.shape
-    size = fit_inside(width, height, box=box)
+    pixels = _checks.gray16(pixels, name="pixels")
+    if not (isinstance(box, (tuple, list)) and len(box) == 2):
+        raise ValueError(f"box must be a (width, height) tuple, got {box!r}")
+    box_w, box_h = (_checks.integer(side, name="box side", low=1, high=65535) for side in box)
+    quality = _checks.integer(quality, name="quality", low=1, high=100)
+    height, width = pixels.shape
+    size = fit_inside(width, height, box=(box_w, box_h))
     if size != (width, height):
-        gray8 = cv2.resize(gray8, size, interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", gray8, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", to_8bit(pixels, lut=lut), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # pragma: no cover - OpenCV reports failure without a reason
         raise RuntimeError("JPEG encoding failed")
     return buf.tobytes()

@@ -10,7 +10,7 @@ from PIL import Image
 from sensord import filters
 from sensord.filters.lut import Lut
 from tests.support import images
-from tests.support.filters_api import API, assert_error
+from tests.support.filters_api import API, assert_error, upload
 
 LUT = Lut(gamma=2.3, slope=65535.0, offset=0.0, total_grays=4096, minimum_gray=3612, maximum_gray=418)
 
@@ -45,6 +45,25 @@ def test_unmap_of_an_unmapped_image_is_the_image(serve):
     rid = srv.http.post(srv.url(API + "/images"), files=images.upload_files(
         {"acquisitionInfo": {"binning": "Unbinned"}, "lutInfo": None}, images.png16(raw))).json()["id"]
     assert np.array_equal(images.decode(run(srv, rid, "unmap").content), raw)
+
+
+@pytest.mark.parametrize("name,body,kwargs", [
+    ("unmap", None, {}),
+    ("select", {"enhancementMode": "edgePro"}, {"mode": "edgePro"}),
+    ("ae", {"task": "general", "sharpness": 60}, {"task": "general", "sharpness": 60.0}),
+])
+def test_an_all_zero_lut_info_is_no_lut(serve, name, body, kwargs):
+    srv = serve()
+    raw = images.raw_image()
+    zero, none = (upload(srv, images.image_info(lutInfo=lut_info), images.png16(raw)).json()["id"]
+                  for lut_info in (dict(images.ZERO_LUT_INFO), None))
+    response = run(srv, zero, name, body)
+    assert response.status_code == 200, response.text
+    expected = raw if name == "unmap" else getattr(filters, name)(raw, lut=None, **kwargs)
+    assert np.array_equal(images.decode(response.content), expected)
+    # Windowed for JPEG as an unmapped image is: from its own grays, not a LUT's range.
+    assert run(srv, zero, name, body, accept="image/jpeg").content == \
+        run(srv, none, name, body, accept="image/jpeg").content
 
 
 @pytest.mark.parametrize("name,body,kwargs", [

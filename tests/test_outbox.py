@@ -5,14 +5,16 @@ import hashlib
 import random
 import threading
 import time
+import uuid
 
+import numpy as np
 import pytest
 
+from sensord import filters
 from sensord.daemon.forward.delivery import (
     Forwarder,
     Target,
     backoff,
-    check_filter_spec,
 )
 from sensord.daemon.forward.outbox import Outbox
 from sensord.daemon.forward.platforms.base import (
@@ -229,15 +231,66 @@ def test_filtered_entries_are_their_own_image(box, tmp_path):
     fw.close()
 
 
+
+def queue_with_lut_info(outbox, tmp_path, spec, lut_info):
+    raw = images.raw_image(20, 30)
+    src = tmp_path / "zero-lut-src.png"
+    src.write_bytes(images.png16(raw))
+    [entry_id] = outbox.add([("t", spec)], image_id=str(uuid.uuid4()), png_path=src, context={},
+                            image_info={"lutInfo": lut_info, "pixelHash": {"alg": "SHA256", "hash": "0" * 64}})
+    return entry_id, raw
+
+
+@pytest.mark.parametrize("spec, name, kwargs", [
+    ("unmap", None, {}),
+    ("select:edgePro", "select", {"mode": "edgePro"}),
+    ("supreme:general:70", "supreme", {"task": "general", "sharpness": 70.0}),
+    ("ae:endodontic:50", "ae", {"task": "endodontic", "sharpness": 50.0}),
+])
+def test_an_all_zero_lut_info_is_no_lut_and_delivers_at_once(box, tmp_path, spec, name, kwargs):
+    outbox, clock = box
+    adapter = Scripted()
+    fw = make_forwarder(outbox, tmp_path, adapter, clock)
+    entry_id, raw = queue_with_lut_info(outbox, tmp_path, spec, dict(images.ZERO_LUT_INFO))
+    run(fw, outbox)
+    entry = outbox.get(entry_id)
+    assert entry.state == "delivered", entry.last_error
+    assert [call.attempt for call in adapter.calls] == [1]           # not retried
+    # Filtered exactly as without a LUT (unmap: nothing to undo, the image itself).
+    expected = raw if name is None else getattr(filters, name)(raw, lut=None, **kwargs)
+    np.testing.assert_array_equal(images.decode(adapter.pngs[0]), expected)
+    [item] = adapter.calls
+    assert item.image_info["pixelHash"] == {"alg": "SHA256",
+                                            "hash": hashlib.sha256(expected.astype("<u2").tobytes()).hexdigest()}
+    fw.close()
+
+
+def test_an_unusable_lut_info_is_dead_lettered_at_once(box, tmp_path):
+    outbox, clock = box
+    adapter = Scripted()
+    fw = make_forwarder(outbox, tmp_path, adapter, clock)
+    broken = {**images.LUT_INFO, "minimumGray": 418, "maximumGray": 418}    # maps nothing
+    entry_id, _ = queue_with_lut_info(outbox, tmp_path, "select:smooth", broken)
+    run(fw, outbox)
+    entry = outbox.get(entry_id)
+    assert entry.state == "dead" and entry.attempts == 1 and adapter.calls == []
+    assert "select:smooth" in entry.last_error and "minimumGray" in entry.last_error
+    fw.close()
+
+
+def test_a_stored_spec_that_no_longer_parses_is_dead_lettered(box, tmp_path):
+    outbox, clock = box
+    fw = make_forwarder(outbox, tmp_path, Scripted(), clock)
+    [entry_id] = queue_one(outbox, tmp_path, str(uuid.uuid4()), pairs=[("t", "blur:9")])
+    run(fw, outbox)
+    entry = outbox.get(entry_id)
+    assert entry.state == "dead" and entry.attempts == 1 and "blur:9" in entry.last_error
+    fw.close()
+
+
 def test_backoff_bounds():
     rng = random.Random(1)
     for attempts, full in [(1, 2), (2, 4), (5, 32), (20, 600)]:
         for _ in range(50):
             assert full / 2 <= backoff(attempts, base=2, cap=600, rng=rng) <= full
 
-
-@pytest.mark.parametrize("spec", ["blur", "select", "select:fancy", "supreme:general", "ae:hygiene:50",
-                                  "supreme:general:lots", "raw:x"])
-def test_bad_filter_specs_are_refused(spec):
-    with pytest.raises(ValueError):
-        check_filter_spec(spec)

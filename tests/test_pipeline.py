@@ -9,10 +9,13 @@ import pytest
 
 from sensord import filters
 from sensord.daemon.acquisition import pipeline
+from sensord.daemon.forward.platforms import v7
 from sensord.drivers.base import FrameEvent, Sensor
 from sensord.drivers.phantom import phantom
 from sensord.filters import Lut
 from sensord.filters.exposure import exposure_info
+from sensord.filters.pixel_hash import pixel_hash
+from sensord.filters.thumbnail import jpeg_preview
 
 SPEC_LUT_KEYS = {"gamma", "slope", "offset", "totalGrays", "minimumGray", "maximumGray"}
 SPEC_EXPOSURE = {"min": -1.0, "max": 1.0, "low": -0.5, "high": 0.5, "optimum": 0.0}
@@ -125,6 +128,7 @@ def test_hash_is_of_the_decoded_png_pixels(alg, fn, apply_lut):
                            apply_lut=apply_lut)
     decoded = decode(out.png)
     assert out.pixel_hash == {"alg": alg, "hash": fn(decoded.astype("<u2").tobytes()).hexdigest()}
+    assert out.pixel_hash == pixel_hash(decoded, alg=alg)      # what the forwarder and adapters compute
 
 
 @pytest.mark.parametrize("compression", [0, 1, 6])
@@ -161,6 +165,22 @@ def test_preview_is_a_jpeg_with_longest_side_preview_max(degrees, preview_max):
     # Same aspect and orientation as the image, to a pixel.
     assert abs(thumb.shape[0] / thumb.shape[1] - out.height / out.width) < 2 / min(thumb.shape)
     assert (thumb.shape[0] > thumb.shape[1]) == (out.height > out.width)
+
+
+@pytest.mark.parametrize("apply_lut", [True, False])
+def test_preview_is_the_shared_jpeg_preview_in_a_square_box(apply_lut):
+    out = pipeline.process(frame(small_phantom()), sensor(), apply_lut=apply_lut, preview_max=200)
+    lut = Lut.from_info(out.lut_info) if apply_lut else None
+    assert out.preview == jpeg_preview(out.pixels, lut=lut, box=(200, 200), quality=pipeline.JPEG_QUALITY)
+
+
+@pytest.mark.parametrize("apply_lut", [True, False])
+def test_preview_and_v7_thumbnail_agree_for_the_same_box_and_quality(monkeypatch, apply_lut):
+    # The two callers differ only in box and quality: given the same, they give the same bytes.
+    out = pipeline.process(frame(small_phantom()), sensor(), apply_lut=apply_lut, preview_max=200)
+    monkeypatch.setattr(v7, "THUMBNAIL_BOX", (200, 200))
+    monkeypatch.setattr(v7, "THUMBNAIL_QUALITY", pipeline.JPEG_QUALITY)
+    assert v7.thumbnail(out.pixels, {"lutInfo": out.lut_info}) == out.preview
 
 
 def test_small_image_preview_is_not_enlarged():

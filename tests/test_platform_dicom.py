@@ -11,6 +11,7 @@ import pytest
 
 from sensord.daemon.forward.platforms import dicom
 from sensord.filters.lut import Lut, lut_map
+from sensord.filters.pixel_hash import pixel_hash
 from tests.support import images
 from tests.support.delivery import make_delivery
 
@@ -61,7 +62,7 @@ def test_part10_round_trip_keeps_pixels_and_tags(tmp_path):
     assert back.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
     assert back.file_meta.MediaStorageSOPInstanceUID == back.SOPInstanceUID
     assert back_pixels.dtype == np.uint16 and np.array_equal(back_pixels, pixels)
-    assert dicom.pixel_digest(back_pixels, "MD5") == item.image_info["pixelHash"]["hash"]
+    assert pixel_hash(back_pixels, alg="MD5") == item.image_info["pixelHash"]
     expected = {
         "SOPClassUID": "1.2.840.10008.5.1.4.1.1.1.3", "Modality": "IO",
         "PresentationIntentType": "FOR PRESENTATION", "SpecificCharacterSet": "ISO_IR 192",
@@ -151,6 +152,15 @@ def test_linear_grays_are_monochrome1_and_never_rewritten(tmp_path):
     low, high = int(raw.min()), int(raw.max())
     assert (float(ds.WindowCenter), float(ds.WindowWidth)) == (low + (high - low + 1) / 2, high - low + 1)
     assert np.array_equal(dicom.read_pixels(dicom.to_bytes(ds))[1], raw)
+
+
+def test_an_all_zero_lut_info_is_an_unmapped_image(tmp_path):
+    raw = images.raw_image(120, 160)
+    image_id = str(uuid.uuid4())
+    _, _, zero = build(tmp_path, info={"lutInfo": dict(images.ZERO_LUT_INFO)}, pixels=raw, image_id=image_id)
+    _, _, none = build(tmp_path, info={"lutInfo": None}, pixels=raw, image_id=image_id)
+    assert (zero.PhotometricInterpretation, zero.PixelIntensityRelationship) == ("MONOCHROME1", "LIN")
+    assert dicom.to_bytes(zero) == dicom.to_bytes(none)
 
 
 def test_a_map_that_does_not_invert_keeps_the_intensity_sign(tmp_path):

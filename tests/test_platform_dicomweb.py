@@ -28,6 +28,7 @@ from sensord.daemon.forward.platforms.dicomweb import (
     stow_outcome,
 )
 from sensord.filters.lut import Lut, lut_map, lut_unmap
+from sensord.filters.pixel_hash import pixel_hash
 from tests.support import images
 from tests.support.delivery import make_delivery
 from tests.support.loopback import closed_port_url, serving
@@ -134,7 +135,7 @@ def test_the_forwarder_sends_the_acquired_image_and_its_unmapped_copy(tmp_path, 
     mapped = lut_map(images.raw_image(120, 160), lut=lut)
     item = make_delivery(tmp_path)
     info = {**item.image_info, "lutInfo": dict(images.LUT_INFO),
-            "pixelHash": {"alg": "MD5", "hash": dicom.pixel_digest(mapped, "MD5")}}
+            "pixelHash": pixel_hash(mapped, alg="MD5")}
     source = tmp_path / "mapped.png"
     source.write_bytes(images.png16(mapped))
     outbox = Outbox(tmp_path / "outbox")

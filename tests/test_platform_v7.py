@@ -14,8 +14,10 @@ from sensord.daemon.forward.platforms import (
     RetryableError,
     open_adapter,
 )
-from sensord.daemon.forward.platforms.v7 import V7Adapter
-from sensord.filters.thumbnail import fit_inside
+from sensord.daemon.forward.platforms import v7
+from sensord.daemon.forward.platforms.v7 import THUMBNAIL_BOX, THUMBNAIL_QUALITY, V7Adapter
+from sensord.filters.lut import Lut
+from sensord.filters.thumbnail import fit_inside, jpeg_preview
 from tests.support import images
 from tests.support.delivery import make_delivery
 from tests.support.fake_v7 import FakeV7, Storage
@@ -72,8 +74,9 @@ def test_external_readwrite_writes_the_png_and_registers_it(tmp_path, bucket):
                        "item_id": registered["id"]}
 
 
-@pytest.mark.parametrize("lut_info", [None, images.LUT_INFO])
-def test_external_readonly_adds_our_own_thumbnail(tmp_path, bucket, lut_info):
+@pytest.mark.parametrize("lut_info, lut", [(None, None), (images.LUT_INFO, Lut.from_info(images.LUT_INFO)),
+                                           (images.ZERO_LUT_INFO, None)])     # all zero: no LUT
+def test_external_readonly_adds_our_own_thumbnail(tmp_path, bucket, lut_info, lut):
     fake = platform(bucket, readonly=True)
     item = make_delivery(tmp_path, height=400, width=600, context={"patientId": "P/7"})
     item = dataclasses.replace(item, image_info={**item.image_info, "lutInfo": lut_info})
@@ -90,15 +93,32 @@ def test_external_readonly_adds_our_own_thumbnail(tmp_path, bucket, lut_info):
     pixels = decode(thumb)
     assert pixels.dtype == np.uint8 and pixels.shape == (200, 300)
     # 12-bit raw grays: the LUT's 0..65535 output window leaves them dark, the automatic one spreads them
-    assert pixels.mean() < 20 if lut_info else pixels.mean() > 60
+    assert pixels.mean() < 20 if lut else pixels.mean() > 60
+    # The one preview function made it, in Darwin's box, windowed by the LutInfo read as everywhere.
+    source = images.decode(item.png_path.read_bytes())
+    assert thumb == jpeg_preview(source, lut=lut, box=THUMBNAIL_BOX, quality=THUMBNAIL_QUALITY)
     assert (bucket / f"xr/site1/{item.image_id}.png").read_bytes() == item.png_path.read_bytes()
 
 
 def test_thumbnail_size_fits_the_box_and_never_enlarges():
-    assert fit_inside(2400, 1708) == (281, 200)
-    assert fit_inside(1708, 2400) == (142, 200)
-    assert fit_inside(4000, 300) == (356, 27)
-    assert fit_inside(160, 120) == (160, 120)
+    assert fit_inside(2400, 1708, box=THUMBNAIL_BOX) == (281, 200)
+    assert fit_inside(1708, 2400, box=THUMBNAIL_BOX) == (142, 200)
+    assert fit_inside(4000, 300, box=THUMBNAIL_BOX) == (356, 27)
+    assert fit_inside(160, 120, box=THUMBNAIL_BOX) == (160, 120)
+
+
+def test_an_all_zero_lut_info_gives_the_thumbnail_of_an_unmapped_image():
+    pixels = images.raw_image(400, 600)
+    unmapped = v7.thumbnail(pixels, {"lutInfo": None})
+    assert v7.thumbnail(pixels, {"lutInfo": dict(images.ZERO_LUT_INFO)}) == unmapped
+    assert v7.thumbnail(pixels, {"lutInfo": dict(images.LUT_INFO)}) != unmapped
+
+
+def test_an_unusable_lut_info_costs_the_thumbnail_only_its_window(caplog):
+    pixels = images.raw_image(400, 600)
+    broken = {**images.LUT_INFO, "slope": 0.0}
+    assert v7.thumbnail(pixels, {"lutInfo": broken}) == v7.thumbnail(pixels, {"lutInfo": None})
+    assert "slope" in caplog.text
 
 
 def test_direct_registers_signs_puts_and_confirms(tmp_path):

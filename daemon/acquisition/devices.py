@@ -10,48 +10,50 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Callable
 
+from sensord.daemon.dsio.states import DeviceStatus
+from sensord.daemon.errors import ServiceError
 from sensord.daemon.live.hub import Hub
+from sensord.daemon.signals import Signal
 from sensord.drivers import open_driver
 from sensord.drivers.base import (
+    FAULTS,
     Device,
     DeviceEvent,
     Driver,
     Event,
     FrameEvent,
+    SensorState,
     StateEvent,
 )
 
 log = logging.getLogger("sensord.devices")
 
-FAULTS = ("NoHardware", "NoSensor", "LowBattery", "Error")
+
+class DeviceNotFound(ServiceError, LookupError):
+    status = 404
 
 
-class DeviceNotFound(LookupError):
-    pass
-
-
-class DeviceInUse(Exception):
-    pass
+class DeviceInUse(ServiceError):
+    status = 409
 
 
 @dataclass
 class DeviceEntry:
     device: Device
     driver: Driver
-    state: str | None = None          # the driver's last reported sensor state
+    state: SensorState | None = None  # the driver's last reported sensor state
     session_id: str | None = None     # the session that holds the device
     present: bool = True              # a removed device keeps its entry (and its
                                       # session) so a replug finds both again
 
     @property
-    def status(self) -> str:
-        if self.state == "NoHardware":
-            return "Unavailable"
-        if self.state == "Error":
-            return "Error"
-        return "InUse" if self.session_id else "Available"
+    def status(self) -> DeviceStatus:
+        if self.state == SensorState.NO_HARDWARE:
+            return DeviceStatus.UNAVAILABLE
+        if self.state == SensorState.ERROR:
+            return DeviceStatus.ERROR
+        return DeviceStatus.IN_USE if self.session_id else DeviceStatus.AVAILABLE
 
 
 def battery_json(percent: float | None) -> dict | None:
@@ -84,7 +86,8 @@ class DeviceRegistry:
         self.urls = list(urls)
         self.hub = hub
         self.drivers: list[Driver] = []
-        self.listeners: list[Callable[[Event], None]] = []
+        # Every driver event, passed on once the registry has applied it.
+        self.driver_events: Signal[Event] = Signal("driver events")
         self._entries: dict[str, DeviceEntry] = {}
         self._lock = threading.RLock()
         self._queue: queue.Queue = queue.Queue()
@@ -153,7 +156,7 @@ class DeviceRegistry:
             entry = self.entry(device_id)
             if entry.session_id not in (None, session_id):
                 raise DeviceInUse(f"device {device_id!r} is in use by another session")
-            if entry.status == "Unavailable":
+            if entry.status == DeviceStatus.UNAVAILABLE:
                 raise DeviceInUse(f"device {device_id!r} is not connected")
             entry.session_id = session_id
             self._publish("changed", entry)
@@ -183,8 +186,7 @@ class DeviceRegistry:
             driver, event = item
             try:
                 self._handle(driver, event)
-                for listener in self.listeners:
-                    listener(event)
+                self.driver_events.emit(event)      # each handler's failure is logged by the signal
             except Exception:
                 log.exception("handling %s from %s failed", type(event).__name__, driver.url)
 
@@ -195,7 +197,7 @@ class DeviceRegistry:
                 entry = self._entries.get(device.device_id)
                 if event.action == "removed":
                     if entry is not None and entry.present:
-                        entry.present, entry.device, entry.state = False, device, "NoHardware"
+                        entry.present, entry.device, entry.state = False, device, SensorState.NO_HARDWARE
                         self._publish("removed", entry)
                         log.warning("device %s (%s) removed", device.name, device.device_id)
                     return
@@ -227,5 +229,5 @@ class DeviceRegistry:
         elif isinstance(event, FrameEvent):
             with self._lock:
                 entry = self._entries.get(event.device_id)
-                if entry is not None and entry.state == "Reading":
+                if entry is not None and entry.state == SensorState.READING:
                     entry.state = None      # read out: idle, which drivers do not report

@@ -6,21 +6,21 @@ bytes and fires the events.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import numbers
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from sensord import filters
 from sensord.filters.exposure import exposure_info
+from sensord.filters.pixel_hash import ALGORITHMS as HASH_ALGS
+from sensord.filters.pixel_hash import pixel_hash
 from sensord.filters.rotation import DEGREES
+from sensord.filters.thumbnail import jpeg_preview
 
-HASH_ALGS = {"MD5": "md5", "SHA256": "sha256"}
 STAGES = ("binning", "rotation", "exposure", "lut", "hash", "preview", "png_encode")
 JPEG_QUALITY = 85
 
@@ -113,15 +113,13 @@ def process(frame, sensor, *, rotation: int = 0, binning: bool = False, apply_lu
     Stages, in order: binning, rotation, exposure quality (on the raw,
     unmapped signal), LUT, pixel hash, preview, PNG encode.
 
-    The pixel hash is MD5 or SHA256 of ``pixels`` as row-major
-    little-endian uint16 bytes (``pixels.astype("<u2").tobytes()``): exactly
-    what a client hashes after decoding the PNG at ``imageUrl`` into a
-    uint16 array on a little-endian machine. (The PNG file itself stores
-    samples big-endian, so its bytes hash differently.)
+    The pixel hash is `filters.pixel_hash.pixel_hash` of ``pixels``: MD5
+    or SHA256 of their row-major little-endian uint16 bytes, what a client
+    hashes after decoding the PNG at ``imageUrl``.
 
-    The preview is a JPEG of the image resized (area averaging) to
-    `preview_max` on its longest side, windowed to 8 bits by
-    `filters.to_8bit`, with the LUT when one was applied.
+    The preview is `filters.thumbnail.jpeg_preview` of ``pixels`` in a
+    `preview_max` square box (so `preview_max` on the longest side),
+    windowed with the LUT when one was applied.
 
     Once the pixels are final the PNG encode starts on a worker thread
     while this one rates the exposure (still on the raw grays), hashes and
@@ -172,12 +170,11 @@ def process(frame, sensor, *, rotation: int = 0, binning: bool = False, apply_lu
     timings["exposure"] = clock() - t
 
     t = clock()
-    data = pixels.astype("<u2", copy=False)   # no copy on a little-endian machine
-    digest = hashlib.new(HASH_ALGS[hash_alg], data, usedforsecurity=False).hexdigest()
+    hash_info = pixel_hash(pixels, alg=hash_alg)
     timings["hash"] = clock() - t
 
     t = clock()
-    preview = _preview(pixels, lut, preview_max)
+    preview = jpeg_preview(pixels, lut=lut, box=(preview_max, preview_max), quality=JPEG_QUALITY)
     timings["preview"] = clock() - t
 
     png, timings["png_encode"] = encoding.result()
@@ -186,24 +183,9 @@ def process(frame, sensor, *, rotation: int = 0, binning: bool = False, apply_lu
         pixels=pixels, png=png, preview=preview, width=width, height=height,
         binning="Binned2x2" if binned else "Unbinned",
         lut_info=lut.to_info() if lut is not None else None,
-        pixel_hash={"alg": hash_alg, "hash": digest},
+        pixel_hash=hash_info,
         exposure_info=exposure, timings={name: timings[name] for name in STAGES},
     )
-
-
-def _preview(pixels: np.ndarray, lut, preview_max: int) -> bytes:
-    """JPEG thumbnail, longest side `preview_max` (never enlarged)."""
-    height, width = pixels.shape
-    scale = preview_max / max(height, width)
-    if scale < 1.0:
-        # Resize first, so windowing and encoding touch only the thumbnail.
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", filters.to_8bit(pixels, lut=lut),
-                           [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:  # pragma: no cover - OpenCV reports failure without a reason
-        raise RuntimeError("JPEG encoding failed")
-    return buf.tobytes()
 
 
 def _timed(fn, *args, **kwargs):

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from sensord.daemon.durable import fsync_dir, write_file
-from sensord.daemon.store.pixel_cache import PixelCache
+from sensord.daemon.store.pixel_cache import CacheScope, PixelCache
 from sensord.filters import png
 
 log = logging.getLogger("sensord.images")
@@ -48,7 +48,7 @@ class StoredImage:
     image_info: dict
     png_path: Path
     preview_path: Path
-    cache: PixelCache = field(repr=False)
+    cache: CacheScope = field(repr=False)
 
     def media(self) -> bytes | None:
         try:
@@ -76,9 +76,10 @@ class StoredImage:
 class ImageFolder:
     """Writes and removes the files of session images."""
 
-    def __init__(self, root: Path, *, cache_bytes: int):
+    def __init__(self, root: Path, *, pixel_cache: PixelCache):
         self.root = Path(root)
-        self.cache = PixelCache(cache_bytes)
+        # Shared with the resource store under one budget; our keys are image ids.
+        self.cache = pixel_cache.scope("session images")
 
     def start(self) -> None:
         if self.root.exists():

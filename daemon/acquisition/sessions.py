@@ -24,29 +24,34 @@ import uuid
 from dataclasses import dataclass, field
 
 from sensord.daemon.dsio.acquisition_info import parse_acquisition_info
+from sensord.daemon.dsio.states import AcquisitionState
 from sensord.daemon.dsio.timefmt import iso
+from sensord.daemon.errors import ServiceError
 from sensord.daemon.live.hub import Hub, SubscriberLimit
-from sensord.drivers.base import DeviceEvent, DriverError, Event, FrameEvent, StateEvent
+from sensord.daemon.signals import Signal
+from sensord.drivers.base import DeviceEvent, DriverError, Event, FrameEvent, SensorState, StateEvent
 
 from . import pipeline
 from .devices import FAULTS, DeviceInUse, DeviceRegistry, device_json, sensor_json
+from .events import ImageAcquired, SessionChanged
 from .session_images import ImageFolder, StoredImage
 
 log = logging.getLogger("sensord.sessions")
 
-BUSY = ("Reading", "Processing", "Storing")
+BUSY = frozenset({AcquisitionState.READING, AcquisitionState.PROCESSING, AcquisitionState.STORING})
 
 
-class SessionNotFound(LookupError):
-    pass
+class SessionNotFound(ServiceError, LookupError):
+    status = 404
 
 
-class Locked(Exception):
+class Locked(ServiceError):
     """AcquisitionInfo cannot change while an exposure is being read."""
+    status = 423
 
 
-class InsufficientStorage(Exception):
-    pass
+class InsufficientStorage(ServiceError):
+    status = 507
 
 
 @dataclass
@@ -61,8 +66,8 @@ class Session:
     awaiting_info: bool = True      # each exposure needs its own AcquisitionInfo
     armed: bool = False
     sensor_ready: bool = False      # the driver reported Ready since we armed
-    phase: str | None = None        # Reading / Processing / Storing / NewImage
-    fault: str | None = None        # InsufficientStorage or Error from our own side
+    phase: AcquisitionState | None = None   # Reading / Processing / Storing / NewImage
+    fault: AcquisitionState | None = None   # InsufficientStorage or Error from our own side
     last_image_id: str | None = None
     total_images: int = 0
     images: dict = field(default_factory=dict)
@@ -76,25 +81,25 @@ class Session:
                 "createdOn": iso(self.created_on), "context": self.context}
 
 
-def derive_state(s: Session, entry) -> tuple[str, bool]:
+def derive_state(s: Session, entry) -> tuple[AcquisitionState, bool]:
     """(state, ready) of a session from the facts; the one place the rules live."""
     if s.phase:
         return s.phase, False
     if entry is None or not entry.present:
-        return "NoHardware", False
+        return AcquisitionState.NO_HARDWARE, False
     if entry.state in FAULTS:
-        return entry.state, False
+        return AcquisitionState.of_sensor(entry.state), False
     if entry.device.sensor is None:
-        return "NoSensor", False
+        return AcquisitionState.NO_SENSOR, False
     if s.fault:
         return s.fault, False
     if s.awaiting_info or s.info is None:
-        return "NoAcquisitionInfo", False
+        return AcquisitionState.NO_ACQUISITION_INFO, False
     if not s.info["enable"]:
-        return "Ready", False        # the device could expose; the client disabled it
+        return AcquisitionState.READY, False     # the device could expose; the client disabled it
     if s.armed and s.sensor_ready:
-        return "Ready", True
-    return "Initializing", False
+        return AcquisitionState.READY, True
+    return AcquisitionState.INITIALIZING, False
 
 
 @dataclass(frozen=True)
@@ -115,12 +120,12 @@ class SessionManager:
         self.options = options
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
-        # Called with (session, image) once the image is on disk and before
-        # NewImage is announced (the outbox queues it there).
-        self.image_listeners: list = []
-        # Called with the session when it is created or deleted and whenever its status changes.
-        self.status_listeners: list = []
-        devices.listeners.append(self.on_event)
+        # Once the image is on disk and before NewImage is announced (the
+        # outbox queues it there); emitted strictly, see ImageAcquired.
+        self.image_acquired: Signal[ImageAcquired] = Signal("image acquired")
+        # When a session is created or deleted and whenever its status changes.
+        self.session_changed: Signal[SessionChanged] = Signal("session changed")
+        devices.driver_events.connect(self.on_event)
 
     def start(self) -> None:
         pass
@@ -152,7 +157,7 @@ class SessionManager:
     def busy(self) -> list[str]:
         """Sessions with an exposure between readout and NewImage: work a
         graceful stop waits for, since the X-ray dose is already spent."""
-        return [s.id for s in self.list() if s.phase in ("Reading", "Processing", "Storing")]
+        return [s.id for s in self.list() if s.phase in BUSY]
 
     def find(self, session_id: str, image_id: str) -> StoredImage | None:
         """The SessionImages lookup of the Filters API."""
@@ -173,14 +178,13 @@ class SessionManager:
             self._changed(session)
 
     def _changed(self, session: Session) -> None:
-        for listener in self.status_listeners:
-            listener(session)
+        self.session_changed.emit(SessionChanged(session))
 
     # -- create / update / delete -----------------------------------------
     def _check_storage(self) -> None:
         free = shutil.disk_usage(self.folder.root).free
         if free < self.options.min_free_bytes:
-            raise InsufficientStorage(f"{free >> 20} MiB free on the state disk, "
+            raise InsufficientStorage(f"not enough storage available: {free >> 20} MiB free on the state disk, "
                                       f"{self.options.min_free_bytes >> 20} MiB needed")
 
     def create(self, fields: dict) -> Session:
@@ -231,7 +235,7 @@ class SessionManager:
     def set_info(self, session: Session, body) -> dict:
         with session.lock:
             if session.phase in BUSY:
-                raise Locked(f"an exposure is being read ({session.phase})")
+                raise Locked(f"AcquisitionInfo cannot change now: an exposure is being read ({session.phase})")
             info = parse_acquisition_info(body, session.info)    # ValueError -> 400
             session.info, session.awaiting_info, session.fault = info, False, None
             if info["enable"]:
@@ -240,7 +244,7 @@ class SessionManager:
                     self._arm(session)
                 except InsufficientStorage as err:
                     log.warning("session %s: %s", session.id, err)
-                    session.fault = "InsufficientStorage"
+                    session.fault = AcquisitionState.INSUFFICIENT_STORAGE
                     self._disarm(session)
             else:
                 self._disarm(session)
@@ -284,19 +288,19 @@ class SessionManager:
             return
         with session.lock:
             if isinstance(event, StateEvent):
-                if event.state == "Ready" and session.armed:
+                if event.state == SensorState.READY and session.armed:
                     session.sensor_ready = True
-                elif event.state == "Reading" and session.armed:
-                    session.phase = "Reading"
-                elif event.state in FAULTS or event.state == "Initializing":
+                elif event.state == SensorState.READING and session.armed:
+                    session.phase = AcquisitionState.READING
+                elif event.state in FAULTS or event.state == SensorState.INITIALIZING:
                     session.sensor_ready = False
-                    if session.phase == "Reading":     # the frame is lost with the sensor
+                    if session.phase == AcquisitionState.READING:     # the frame is lost with the sensor
                         session.phase = None
-                if event.state == "NoHardware":
+                if event.state == SensorState.NO_HARDWARE:
                     session.armed = False              # the link is gone, and the arm with it
             elif event.action == "removed":
                 session.armed = session.sensor_ready = False
-                if session.phase == "Reading":
+                if session.phase == AcquisitionState.READING:
                     session.phase = None
             if self._wants_arm(session):
                 self._arm(session)                     # the device is back: arm it again
@@ -316,7 +320,7 @@ class SessionManager:
             entry = self.devices.find(session.device_id)
             info = dict(session.info)
             session.armed = session.sensor_ready = False     # one exposure per AcquisitionInfo
-            session.phase = "Processing"
+            session.phase = AcquisitionState.PROCESSING
             self._publish(session)
         started = time.monotonic()
         image_id = str(uuid.uuid4())
@@ -330,15 +334,14 @@ class SessionManager:
             with session.lock:
                 if session.deleted:
                     return
-                session.phase = "Storing"
+                session.phase = AcquisitionState.STORING
                 self._publish(session)
             stored_at = time.monotonic()
             image = self.folder.save(session.id, image_id, png=processed.png, preview=processed.preview,
                                      pixels=processed.pixels,
                                      image_info=self._image_info(image_id, processed, entry, info))
             try:
-                for listener in self.image_listeners:
-                    listener(session, image)
+                self.image_acquired.emit_strict(ImageAcquired(session, image))
             except Exception:
                 self.folder.remove_image(image)    # not announced, so not kept either
                 raise
@@ -348,7 +351,8 @@ class SessionManager:
             with session.lock:
                 session.phase = None
                 session.awaiting_info = True
-                session.fault = "InsufficientStorage" if disk_full else "Error"
+                session.fault = (AcquisitionState.INSUFFICIENT_STORAGE if disk_full
+                                 else AcquisitionState.ERROR)
                 self._publish(session)
             return
         with session.lock:
@@ -358,7 +362,7 @@ class SessionManager:
             session.images[image_id] = image
             session.last_image_id = image_id
             session.total_images += 1
-            session.phase = "NewImage"
+            session.phase = AcquisitionState.NEW_IMAGE
             self._publish(session, force=True)
             announced = time.monotonic()
             session.phase = None

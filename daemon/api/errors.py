@@ -1,5 +1,6 @@
-"""One error type that carries its HTTP status, and the handlers that turn
-every failure into a small JSON body (never a stack trace to the client)."""
+"""The handlers that turn every failure into a small JSON body (never a
+stack trace to the client): ServiceError (``daemon/errors.py``, raised by any
+room with its status), werkzeug's HTTPException, and anything unexpected (500)."""
 from __future__ import annotations
 
 import logging
@@ -8,17 +9,17 @@ import uuid
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from sensord.daemon.errors import ServiceError
+
 log = logging.getLogger("sensord.http")
 
 
-class ApiError(Exception):
-    """An error the client can act on: status code plus a sentence saying what was wrong."""
+class ApiError(ServiceError):
+    """A ServiceError raised by a view, status first as a reader of HTTP
+    expects: ``ApiError(404, "no such thing")``."""
 
     def __init__(self, status: int, message: str, *, headers: dict | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
+        super().__init__(message, status=status, headers=headers)
 
 
 def error_response(status: int, message: str, headers: dict | None = None):
@@ -33,9 +34,10 @@ def error_response(status: int, message: str, headers: dict | None = None):
 
 
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def _api_error(err: ApiError):
-        log.info("%s %s", err.status, err.message)
+    @app.errorhandler(ServiceError)
+    def _service_error(err: ServiceError):
+        # 5xx (storage full, too many subscribers) is the operator's business too.
+        log.log(logging.WARNING if err.status >= 500 else logging.INFO, "%s %s", err.status, err.message)
         return error_response(err.status, err.message, err.headers)
 
     @app.errorhandler(HTTPException)

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from sensord import filters
 from sensord.daemon.dsio import filter_params
 from sensord.daemon.dsio.imageinfo import lut_from_info
-from sensord.daemon.store.resources import QuotaExceeded, Resource, StoreFull
+from sensord.daemon.store.resources import Resource
 from sensord.filters import codecs
 
 from .body import json_body
@@ -54,12 +54,8 @@ def create_image():
     services = _services()
     limits = services.settings.images
     upload = read_upload(request, max_width=limits.max_width, max_height=limits.max_height)
-    try:
-        res = services.store.create(image_info=upload.image_info, media=upload.media,
-                                    pixels=upload.pixels)
-    except (QuotaExceeded, StoreFull) as err:
-        log.warning("upload refused: %s", err)
-        raise ApiError(507, f"not enough storage: {err}") from None
+    # QuotaExceeded / StoreFull carry their 507 to the client themselves.
+    res = services.store.create(image_info=upload.image_info, media=upload.media, pixels=upload.pixels)
     return _resource_json(res, 201)
 
 
@@ -77,11 +73,7 @@ def create_modality_image():
     image = services.session_images.find(session_id, image_id)
     if image is None:
         raise ApiError(404, f"no image {image_id!r} in a live modality session {session_id!r}")
-    try:
-        res = services.store.create_linked(image_info=image.image_info,
-                                           session_id=session_id, image_id=image_id)
-    except (QuotaExceeded, StoreFull) as err:
-        raise ApiError(507, f"not enough storage: {err}") from None
+    res = services.store.create_linked(image_info=image.image_info, session_id=session_id, image_id=image_id)
     return _resource_json(res, 201)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from sensord.daemon.forward.delivery import check_filter_spec
+from sensord.daemon.forward import filter_spec
 
 from .body import json_body
 from .errors import ApiError
@@ -32,8 +32,8 @@ def forward():
     if target not in services.forwarder.targets:
         raise ApiError(400, f"no target {target!r} (configured: {', '.join(services.forwarder.targets) or 'none'})")
     try:
-        spec = check_filter_spec(body.get("filter", "raw"))
-    except (ValueError, AttributeError) as err:
+        spec = str(filter_spec.parse(body.get("filter", "raw")))   # stored canonical
+    except ValueError as err:
         raise ApiError(400, str(err)) from None
     context = body.get("context") or {}
     if not isinstance(context, dict):

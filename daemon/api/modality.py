@@ -3,41 +3,22 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from sensord.daemon.acquisition.devices import DeviceInUse, DeviceNotFound, sensor_json
-from sensord.daemon.acquisition.sessions import (
-    InsufficientStorage,
-    Locked,
-    Session,
-    SessionNotFound,
-)
+from sensord.daemon.acquisition.devices import sensor_json
+from sensord.daemon.acquisition.sessions import Session
 from sensord.daemon.dsio.acquisition_info import DEFAULT_INFO, parse_session_info
-from sensord.daemon.live.hub import TooManySubscribers
 
 from . import sse
 from .body import json_body
-from .errors import ApiError, error_response
+from .errors import ApiError
 
 bp = Blueprint("modality_api", __name__, url_prefix="/api/dsio/modality/v1")
+
+# DeviceNotFound, SessionNotFound, DeviceInUse, Locked, InsufficientStorage and
+# TooManySubscribers carry their own status (daemon/errors.py): no view maps them.
 
 
 def _services():
     return current_app.extensions["sensord"]
-
-
-@bp.errorhandler(DeviceNotFound)
-@bp.errorhandler(SessionNotFound)
-def _not_found(err):
-    return error_response(404, str(err.args[0] if err.args else err))
-
-
-@bp.errorhandler(DeviceInUse)
-def _in_use(err):
-    return error_response(409, str(err))
-
-
-@bp.errorhandler(TooManySubscribers)
-def _too_many(err):
-    return error_response(503, f"{err}; try again later", {"Retry-After": "5"})
 
 
 def _session(sid: str) -> Session:
@@ -85,11 +66,7 @@ def device_sensor(device_id: str):
 # -- sessions ----------------------------------------------------------------
 @bp.post("/acquisition")
 def create_session():
-    fields = _fields(require_device=True)
-    try:
-        session = _services().sessions.create(fields)
-    except InsufficientStorage as err:
-        raise ApiError(507, f"not enough storage available: {err}") from None
+    session = _services().sessions.create(_fields(require_device=True))
     response = jsonify(session.to_json())
     response.status_code = 201
     response.headers["Location"] = url_for("modality_api.get_session", sid=session.id, _external=True)
@@ -147,8 +124,6 @@ def put_info(sid: str):
     body = json_body()
     try:
         return jsonify(_services().sessions.set_info(session, body))
-    except Locked as err:
-        raise ApiError(423, f"AcquisitionInfo cannot change now: {err}") from None
     except ValueError as err:
         raise ApiError(400, str(err)) from None
 

@@ -22,9 +22,12 @@ from werkzeug.sansio.multipart import (
     NeedData,
 )
 
+from sensord.daemon.errors import ServiceError
 
-class MultipartError(ValueError):
+
+class MultipartError(ServiceError, ValueError):
     """The body is not well-formed multipart; the message says where."""
+    status = 400
 
 
 @dataclass

@@ -8,6 +8,7 @@ by asking waitress every second.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from flask import Response, request
 
@@ -35,7 +36,7 @@ def format_event(event: str, data) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def stream(sub: Subscription, heartbeat: int, first: list[tuple[str, object]] = ()) -> Response:
+def stream(sub: Subscription, heartbeat: int, first: Sequence[tuple[str, object]] = ()) -> Response:
     gone = request.environ.get("waitress.client_disconnected")
 
     def generate():

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from sensord.daemon.live.hub import TooManySubscribers
-
 from . import sse
-from .errors import ApiError, error_response
+from .errors import ApiError
 
 bp = Blueprint("status_page", __name__, static_folder="static", static_url_path="/assets")
 
@@ -24,11 +22,6 @@ API = "/api/sensord/v1/status"
 
 def _feed():
     return current_app.extensions["sensord"].status_feed
-
-
-@bp.errorhandler(TooManySubscribers)
-def _too_many(err):
-    return error_response(503, f"{err}; try again later", {"Retry-After": "5"})
 
 
 @bp.get("/")

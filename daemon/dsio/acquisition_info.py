@@ -58,7 +58,7 @@ def parse_acquisition_info(body: Any, current: dict | None) -> dict:
 def parse_session_info(body: Any, *, require_device: bool) -> dict:
     """AcquisitionSessionInfo: deviceId, clientName, context (only the keys given)."""
     given = _keyed(body, ("deviceId", "clientName", "context"), "AcquisitionSessionInfo")
-    out = {}
+    out: dict[str, Any] = {}
     device = given.get("deviceId")
     if device is not None:
         if not isinstance(device, str) or not device:

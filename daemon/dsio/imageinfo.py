@@ -85,12 +85,18 @@ def parse_image_info(raw: Any) -> dict:
 
 
 def lut_from_info(info: dict) -> Lut | None:
-    """The Lut an image was mapped with; None when it was not mapped.
+    """The Lut an image (its ImageInfo) was mapped with; None when it was not mapped.
 
-    An all-zero lutInfo is what some clients send for an image without a map.
+    The one reading of lutInfo: the Filters API, the forwarder, the DICOM
+    builder and the V7 thumbnail all call this, so they agree on what "no
+    map" is. An absent, null or empty lutInfo means none, and so does an
+    all-zero one, which some clients send for an image without a map.
+    Anything else must describe a usable map, or ValueError says why.
     """
     lut = info.get("lutInfo")
-    if not lut or all(lut[k] == 0 for k in _LUT_FLOATS + _LUT_INTS):
+    if not lut:
+        return None
+    if isinstance(lut, dict) and all(lut.get(k) == 0 for k in _LUT_FLOATS + _LUT_INTS):
         return None
     try:
         return Lut.from_info(lut)

@@ -8,7 +8,6 @@ after a permanent failure, ``max_attempts`` tries or ``max_age_hours``.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import shutil
@@ -20,9 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sensord import filters
+from sensord.daemon.dsio.imageinfo import lut_from_info
 from sensord.filters import png as pngcodec
-from sensord.filters.lut import Lut
+from sensord.filters.pixel_hash import ALGORITHMS as HASH_ALGS
+from sensord.filters.pixel_hash import pixel_hash
 
+from . import filter_spec
+from .filter_spec import FilterSpec
 from .outbox import Entry, Outbox
 from .platforms import open_adapter
 from .platforms.base import Adapter, Delivery, PermanentError, RetryableError
@@ -52,53 +55,35 @@ def backoff(attempts: int, *, base: float, cap: float, rng=random) -> float:
     return delay / 2 + rng.uniform(0, delay / 2)
 
 
-def filtered_image(path: Path, image_info: dict, spec: str) -> tuple[bytes, dict]:
-    """The PNG to send for a filter spec ('raw', 'unmap', 'select:MODE',
-    'supreme:TASK:SHARPNESS', 'ae:TASK:SHARPNESS') and the ImageInfo that
-    describes it: a filtered copy has its own pixel hash, and an unmapped one
-    no LUT."""
+def filtered_image(path: Path, image_info: dict, spec: FilterSpec) -> tuple[bytes, dict]:
+    """The PNG to send for ``spec`` and the ImageInfo that describes it: a
+    filtered copy has its own pixel hash, and an unmapped one no LUT.
+
+    The LUT is read as the Filters API reads it (`dsio.imageinfo.lut_from_info`),
+    so an image the API filters is one the forwarder filters. A lutInfo that
+    describes no usable map is a PermanentError: no retry can change it.
+    """
     data = path.read_bytes()
-    if spec == "raw":
+    if spec.is_raw:
         return data, image_info
+    try:
+        lut = lut_from_info(image_info)
+    except ValueError as err:
+        raise PermanentError(f"cannot apply the filter {spec}: {err}") from None
     pixels = pngcodec.decode_gray16(data, max_width=65535, max_height=65535)
-    lut = Lut.from_info(image_info["lutInfo"]) if image_info.get("lutInfo") else None
-    name, *args = spec.split(":")
     info = dict(image_info)
-    if name == "unmap":
-        out = filters.lut_unmap(pixels, lut=lut) if lut else pixels
-        if lut:
+    if spec.name == "unmap":
+        out = filters.lut_unmap(pixels, lut=lut) if lut is not None else pixels
+        if lut is not None:
             info["lutInfo"] = None
             info["bitsPerPixel"] = max(1, (lut.total_grays - 1).bit_length())   # 4096 grays: 12
-    elif name == "select":
-        out = filters.select(pixels, lut=lut, mode=args[0])
     else:
-        out = getattr(filters, name)(pixels, lut=lut, task=args[0], sharpness=float(args[1]))
-    alg = (image_info.get("pixelHash") or {}).get("alg", "MD5")
-    digest = hashlib.new(alg.lower(), out.astype("<u2").tobytes()).hexdigest()
-    info["pixelHash"] = {"alg": alg, "hash": digest}
-    info["filter"] = spec
+        out = getattr(filters, spec.name)(pixels, lut=lut, **spec.kwargs())
+    # The copy is hashed as the image was; MD5 when the image states no algorithm we know.
+    stated = str((image_info.get("pixelHash") or {}).get("alg", "MD5")).upper()
+    info["pixelHash"] = pixel_hash(out, alg=stated if stated in HASH_ALGS else "MD5")
+    info["filter"] = str(spec)
     return pngcodec.encode_gray16(out), info
-
-
-def check_filter_spec(spec: str) -> str:
-    """Validate a filter spec now (at start) rather than at the first delivery."""
-    name, *args = spec.split(":")
-    ok = (name in ("raw", "unmap") and not args) or (name == "select" and len(args) == 1) \
-        or (name in ("supreme", "ae") and len(args) == 2)
-    if not ok:
-        raise ValueError(f"filter {spec!r}: expected raw, unmap, select:MODE, supreme:TASK:SHARPNESS "
-                         f"or ae:TASK:SHARPNESS")
-    if name == "select":
-        from sensord.daemon.dsio import filter_params
-        filter_params.select({"enhancementMode": args[0]})
-    elif name in ("supreme", "ae"):
-        from sensord.daemon.dsio import filter_params
-        try:
-            sharpness = float(args[1])
-        except ValueError:
-            raise ValueError(f"filter {spec!r}: sharpness must be a number") from None
-        getattr(filter_params, name)({"task": args[0], "sharpness": sharpness})
-    return spec
 
 
 class Forwarder:
@@ -162,10 +147,15 @@ class Forwarder:
                                            f"{entry.last_error}")
                 return
             image_id, path, info = entry.image_id, entry.file, entry.image_info
-            if entry.filter != "raw":
+            try:
+                spec = filter_spec.parse(entry.filter)
+            except ValueError as err:       # stored by an older version: no retry can fix it
+                raise PermanentError(str(err)) from None
+            if not spec.is_raw:
                 # A filtered copy is another image: its own id, hence its own UIDs and names.
+                # The id derives from the stored text, so it never changes for an entry.
                 image_id = str(uuid.uuid5(uuid.UUID(entry.image_id), entry.filter))
-                data, info = filtered_image(entry.file, entry.image_info, entry.filter)
+                data, info = filtered_image(entry.file, entry.image_info, spec)
                 work = self.work_dir / f"{entry.id}-{image_id}.png"
                 work.write_bytes(data)
                 path = work

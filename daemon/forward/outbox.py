@@ -14,14 +14,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sensord.daemon.durable import fsync_dir
+from sensord.daemon.durable import link_atomic, write_atomic
 
 log = logging.getLogger("sensord.outbox")
 
@@ -84,6 +83,7 @@ class Outbox:
     def start(self) -> None:
         self.files.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.root / "outbox.db", check_same_thread=False, isolation_level=None)
+        db.row_factory = sqlite3.Row      # rows are read by column name, never by position
         db.execute("PRAGMA journal_mode=WAL")
         # Bookkeeping (leases, outcomes) commits without fsync: a process crash
         # keeps it (WAL), a power cut may undo the last few, which only means a
@@ -109,7 +109,7 @@ class Outbox:
 
     def _remove_orphan_files(self) -> None:
         with self._lock:
-            wanted = {row[0] for row in self._db.execute(
+            wanted = {row["file"] for row in self._db.execute(
                 "SELECT DISTINCT file FROM entries WHERE state != 'delivered'")}
         for path in self.files.iterdir():
             if path.name not in wanted:
@@ -120,20 +120,13 @@ class Outbox:
         dest = self.files / name
         if dest.exists():
             return
-        tmp = self.files / f".{name}.tmp"
-        tmp.unlink(missing_ok=True)
         if source is not None:
             try:
-                os.link(source, tmp)          # same disk: no copy, the bytes are already durable
+                link_atomic(source, dest)     # same disk: no copy, the bytes are already durable
+                return
             except OSError:
                 data = Path(source).read_bytes()
-        if data is not None:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, dest)
-        fsync_dir(self.files)
+        write_atomic(dest, data)
 
     def add(self, targets: list[tuple[str, str]], *, image_id: str, image_info: dict, context: dict,
             png_path: Path | None = None, png: bytes | None = None) -> list[int]:
@@ -166,15 +159,16 @@ class Outbox:
         return ids
 
     # -- reading ---------------------------------------------------------
-    def _entry(self, row) -> Entry:
-        (id_, target, image_id, filter_spec, file, info, ctx, state, attempts, next_attempt,
-         created, updated, error, receipt) = row
-        return Entry(id_, target, image_id, filter_spec, self.files / file, json.loads(info), json.loads(ctx),
-                     state, attempts, next_attempt, created, updated, error,
-                     json.loads(receipt) if receipt else None)
+    def _entry(self, row: sqlite3.Row) -> Entry:
+        fields = {name: row[name] for name in row.keys()}
+        return Entry(**{**fields,
+                        "file": self.files / row["file"],
+                        "image_info": json.loads(row["image_info"]),
+                        "context": json.loads(row["context"]),
+                        "receipt": json.loads(row["receipt"]) if row["receipt"] else None})
 
-    _COLUMNS = ("id, target, image_id, filter, file, image_info, context, state, attempts, next_attempt,"
-                " created, updated, last_error, receipt")
+    # Entry's fields are named as the table's columns: the SELECT follows the dataclass.
+    _COLUMNS = ", ".join(f.name for f in dataclasses.fields(Entry))
 
     def get(self, entry_id: int) -> Entry | None:
         with self._lock:
@@ -193,7 +187,8 @@ class Outbox:
 
     def counts(self) -> dict:
         with self._lock:
-            return dict(self._db.execute("SELECT state, COUNT(*) FROM entries GROUP BY state").fetchall())
+            rows = self._db.execute("SELECT state, COUNT(*) AS n FROM entries GROUP BY state").fetchall()
+        return {row["state"]: row["n"] for row in rows}
 
     def failures(self, limit: int = 10) -> list[Entry]:
         """Dead entries and pending ones waiting after a failed attempt, latest first."""
@@ -212,7 +207,7 @@ class Outbox:
             rows = self._db.execute(
                 f"SELECT {self._COLUMNS} FROM entries WHERE state = 'pending' AND next_attempt <= ?"
                 " ORDER BY next_attempt LIMIT ?", (now, limit + len(exclude))).fetchall()
-            entries = [self._entry(r) for r in rows if r[0] not in exclude][:limit]
+            entries = [self._entry(r) for r in rows if r["id"] not in exclude][:limit]
             if entries:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany(
@@ -244,9 +239,9 @@ class Outbox:
             if row is None:
                 return
             busy = self._db.execute("SELECT 1 FROM entries WHERE file = ? AND state != 'delivered' LIMIT 1",
-                                    (row[0],)).fetchone()
+                                    (row["file"],)).fetchone()
         if not busy:
-            (self.files / row[0]).unlink(missing_ok=True)
+            (self.files / row["file"]).unlink(missing_ok=True)
 
     # -- operators -------------------------------------------------------
     def retry(self, entry_id: int) -> bool:
@@ -261,11 +256,11 @@ class Outbox:
     def drop(self, entry_id: int) -> bool:
         with self._lock:
             row = self._db.execute("SELECT file, leased FROM entries WHERE id = ?", (entry_id,)).fetchone()
-            if row is None or row[1]:
+            if row is None or row["leased"]:
                 return False
             self._db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
             busy = self._db.execute("SELECT 1 FROM entries WHERE file = ? AND state != 'delivered' LIMIT 1",
-                                    (row[0],)).fetchone()
+                                    (row["file"],)).fetchone()
         if not busy:
-            (self.files / row[0]).unlink(missing_ok=True)
+            (self.files / row["file"]).unlink(missing_ok=True)
         return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from . import filter_spec
 from .delivery import Forwarder
 from .outbox import Outbox
 
@@ -23,7 +24,8 @@ class Forwarding:
 
     def set_rules(self, rules: list[dict]) -> None:
         # One assignment: a frame being handled sees the old rules or the new, never a mix.
-        self.rules = [(r["target"], r.get("filter", "raw")) for r in rules
+        # Filters are stored canonical (checked already at start or reload).
+        self.rules = [(r["target"], str(filter_spec.parse(r.get("filter", "raw")))) for r in rules
                       if r.get("source", "acquired") == "acquired"]
 
     def queue(self, pairs, *, image_id, image_info, context, png_path) -> list[int]:
@@ -34,11 +36,14 @@ class Forwarding:
             self.forwarder.tick()      # start at once rather than at the next poll
         return ids
 
-    def on_acquired(self, session, image) -> None:
-        """SessionManager hook: runs before NewImage is announced, so a
-        reported image is always already in the outbox."""
+    def on_acquired(self, event) -> None:
+        """Handler of the sessions' ImageAcquired signal (its ``session`` and
+        ``image``; not imported, acquisition being a peer room). It runs
+        before NewImage is announced, and its failure fails the exposure, so
+        a reported image is always already in the outbox."""
         if not self.rules:
             return
+        session, image = event.session, event.image
         context = {**session.context, **(image.image_info.get("acquisitionInfo") or {}).get("context", {})}
         self.queue(self.rules, image_id=image.id, image_info=image.image_info, context=context,
                    png_path=image.png_path)

@@ -35,6 +35,7 @@ def check_http(host: str, port: int, *, timeout: float = 5.0, tls: bool = False)
     Over HTTPS the probe goes through the TLS front too, without checking the
     certificate: it asks whether we answer, not who we are."""
     where = f"GET {'https' if tls else 'http'}://{host}:{port}{PROBE_PATH}"
+    conn: http.client.HTTPConnection
     if tls:
         context = ssl.create_default_context()
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE

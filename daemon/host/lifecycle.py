@@ -21,7 +21,7 @@ log = logging.getLogger("sensord.lifecycle")
 
 
 class Lifecycle:
-    def __init__(self, daemon, server):
+    def __init__(self, daemon, server) -> None:
         self.daemon = daemon
         self.server = server
         self.watchdog: Watchdog | None = None

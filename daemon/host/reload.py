@@ -15,7 +15,7 @@ import logging
 from typing import Callable
 
 from sensord.daemon.api import auth
-from sensord.daemon.forward.delivery import check_filter_spec
+from sensord.daemon.forward import filter_spec
 from sensord.daemon.settings import Settings, SettingsError
 
 from . import logsetup
@@ -46,7 +46,7 @@ def changed_keys(old: Settings, new: Settings) -> list[str]:
 
 def _merge(old: Settings, new: Settings, keys: list[str]) -> Settings:
     """``old`` with the values of ``keys`` taken from ``new``."""
-    sections = {}
+    sections: dict[str, dict[str, object]] = {}
     for dotted in keys:
         section, key = dotted.split(".")
         sections.setdefault(section, {})[key] = getattr(getattr(new, section), key)
@@ -60,7 +60,7 @@ def _check_rules(daemon, rules: list[dict]) -> None:
         if rule["target"] not in running:
             raise ValueError(f"forward rule names target {rule['target']!r}, which is not running "
                              "(new targets need a restart)")
-        check_filter_spec(rule.get("filter", "raw"))
+        filter_spec.parse(rule.get("filter", "raw"))
 
 
 def reload(daemon, load: Callable[[], Settings], front=None) -> list[str]:
@@ -86,7 +86,7 @@ def reload(daemon, load: Callable[[], Settings], front=None) -> list[str]:
         log.warning("reload: %s changed; that takes a restart", ", ".join(later))
     if context is not None:
         front.set_context(context)
-        log.info("reload: TLS certificate read again from %s", tls.tls_cert)
+        log.info("reload: TLS certificate read again from %s", new.server.tls_cert)     # = tls.tls_cert
     if not now:
         log.info("reload: nothing else to apply" if context else "reload: nothing to apply")
         return []

@@ -12,9 +12,10 @@ import logging
 import socket
 import threading
 import time
+from typing import Any
 
 from waitress import wasyncore
-from waitress.server import create_server
+from waitress.server import BaseWSGIServer, create_server
 
 from .tls import TlsFront, load_context
 
@@ -34,8 +35,13 @@ class Server:
         port = port if port is not None else cfg.port
         self.front: TlsFront | None = None
         context = load_context(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert else None
-        self._server = create_server(
+        # The socket map that the loop below polls: the listener, its wake-up
+        # trigger and one channel per connection. (waitress would make the same
+        # empty dict itself; owning it saves reading its private ``_map``.)
+        self._map: dict[int, Any] = {}
+        server = create_server(
             app,
+            map=self._map,
             host="127.0.0.1" if context else host,
             port=0 if context else port,
             url_scheme="https" if context else "http",     # the URLs the API hands out
@@ -54,9 +60,15 @@ class Server:
             inbuf_overflow=64 << 20,
             outbuf_overflow=64 << 20,
         )
+        if not isinstance(server, BaseWSGIServer):
+            # The host resolved to several addresses: waitress then listens on
+            # each through a MultiSocketServer, which this loop cannot drive.
+            server.close()
+            raise ValueError(f"server.host {host!r} resolves to more than one address; name one")
+        self._server = server
         if context is not None:
             try:
-                self.front = TlsFront(context, host, port, backend=("127.0.0.1", self._server.effective_port))
+                self.front = TlsFront(context, host, port, backend=("127.0.0.1", self._server.effective_port))  # type: ignore[attr-defined]  # set by BaseWSGIServer.__init__; missing from types-waitress
             except OSError:
                 self._server.close()
                 raise
@@ -67,7 +79,7 @@ class Server:
 
     @property
     def port(self) -> int:
-        return self.front.port if self.front else self._server.effective_port
+        return self.front.port if self.front else self._server.effective_port  # type: ignore[attr-defined]  # missing from types-waitress
 
     @property
     def scheme(self) -> str:
@@ -80,7 +92,7 @@ class Server:
             self.front.start()
         try:
             while not self._stop.is_set():
-                server.asyncore.loop(timeout=1.0, map=server._map, count=1)
+                server.asyncore.loop(timeout=1.0, map=self._map, count=1)
                 if self._stop_accepting.is_set():
                     self._close_listener()
             self._close_listener()
@@ -100,13 +112,15 @@ class Server:
                     channel.handle_close()
                 except Exception:
                     log.exception("closing a connection failed")
-            server.task_dispatcher.shutdown(timeout=max(0.5, min(5.0, self._deadline - time.monotonic())))
-            server.trigger.close()
+            # types-waitress types the timeout as int and ``trigger`` as int; waitress
+            # adds the timeout to time.time(), and ``trigger`` is a waitress.trigger.trigger.
+            server.task_dispatcher.shutdown(timeout=max(0.5, min(5.0, self._deadline - time.monotonic())))  # type: ignore[arg-type]
+            server.trigger.close()  # type: ignore[attr-defined]
             if self.front is not None:
                 self.front.stop()
 
     def _channels(self) -> list:
-        return [c for c in list(self._server._map.values()) if c is not self._server.trigger]
+        return [c for c in list(self._map.values()) if c is not self._server.trigger]
 
     def _close_listener(self) -> None:
         if self._accepting:
@@ -122,7 +136,7 @@ class Server:
                     channel.handle_close()
             if not self._channels():
                 return
-            server.asyncore.loop(timeout=POLL, map=server._map, count=1)
+            server.asyncore.loop(timeout=POLL, map=self._map, count=1)
 
     def stop_accepting(self) -> None:
         """Close the listening socket (from the loop's thread); keep serving open connections."""

@@ -52,6 +52,8 @@ class GracefulStop:
         threading.Thread(target=self._wind_down, name="shutdown", daemon=True).start()
 
     def _wind_down(self) -> None:
+        if self.deadline is None:
+            raise RuntimeError("the wind-down starts only after a signal has set the deadline")
         sessions = self.daemon.sessions
         waited = False
         while (busy := sessions.busy()) and time.monotonic() < self.deadline:

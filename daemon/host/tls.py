@@ -73,7 +73,9 @@ class TlsFront:
         self._sock = socket.create_server((host, port), family=family, backlog=128)
         self._sock.setblocking(False)
         self._port = self._sock.getsockname()[1]
-        self._loop = self._thread = self._accepting = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._accepting: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task] = set()      # live connections, for stop() to cancel
         self._stop_asked = asyncio.Event()
         self._ready, self._lock, self._stopping = threading.Event(), threading.Lock(), False
@@ -86,7 +88,7 @@ class TlsFront:
         if self._thread is not None or self._stopping:
             raise RuntimeError("a TLS front starts once")
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="tls-front", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(self._loop,), name="tls-front", daemon=True)
         self._thread.start()
         self._ready.wait()
 
@@ -114,7 +116,7 @@ class TlsFront:
         """Close the listener, then the connections, then the loop; safe twice, from any thread."""
         with self._lock:
             first, self._stopping = not self._stopping, True
-        if self._thread is None:
+        if self._thread is None or self._loop is None:     # not started (start() sets the loop first)
             self._sock.close()
             return
         if first:
@@ -125,15 +127,15 @@ class TlsFront:
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
-    def _run(self) -> None:
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
-            self._loop.run_until_complete(self._main())
+            loop.run_until_complete(self._main())
         except Exception:
             log.exception("the TLS front failed")
         finally:
             self._ready.set()       # never leave start() waiting
             self._sock.close()
-            self._loop.close()
+            loop.close()
 
     async def _main(self) -> None:
         accepting = self._accepting = asyncio.create_task(self._accept())

@@ -11,11 +11,14 @@ from __future__ import annotations
 import collections
 import threading
 
+from sensord.daemon.errors import ServiceError
+
 CLOSED = object()   # what get() returns once the subscription has ended
 
 
-class TooManySubscribers(Exception):
-    pass
+class TooManySubscribers(ServiceError):
+    status = 503
+    headers = {"Retry-After": "5"}
 
 
 class SubscriberLimit:
@@ -27,7 +30,8 @@ class SubscriberLimit:
     def acquire(self) -> None:
         with self._lock:
             if self._count >= self.maximum:
-                raise TooManySubscribers(f"{self.maximum} event subscribers are already connected")
+                raise TooManySubscribers(f"{self.maximum} event subscribers are already connected; "
+                                         "try again later")
             self._count += 1
 
     def release(self) -> None:

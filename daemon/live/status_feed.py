@@ -1,6 +1,6 @@
 """The status page's live feed: a snapshot of the daemon, republished on change.
 
-Hooks (device events, session status changes) call ``notify()``; a thread
+Signals (driver events, session changes) call ``notify(event)``; a thread
 wakes on it, waits a moment so that a burst of changes (an exposure moves a
 session through five states in a few milliseconds) becomes one snapshot,
 builds the snapshot and publishes it as a ``status`` event only when it
@@ -42,9 +42,10 @@ class StatusFeed:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
 
-    def notify(self, *_args) -> None:
-        """Something changed. Cheap, never raises: hooks call it from the
-        device dispatcher and acquisition threads, some holding locks."""
+    def notify(self, _event: object = None) -> None:
+        """Something changed; which event said so does not matter, the next
+        snapshot shows it. Cheap, never raises: signals call it on the device
+        dispatcher and acquisition threads, some holding locks."""
         self._wake.set()
 
     def _run(self) -> None:

@@ -32,6 +32,7 @@ import numpy as np
 
 from sensord.daemon.dsio.timefmt import iso
 from sensord.daemon.durable import fsync_dir, write_file
+from sensord.daemon.errors import ServiceError
 
 from .pixel_cache import PixelCache
 
@@ -41,12 +42,14 @@ MEDIA = "media.png"
 META = "resource.json"
 
 
-class QuotaExceeded(Exception):
+class QuotaExceeded(ServiceError):
     """The upload would take the store beyond its configured quota."""
+    status = 507
 
 
-class StoreFull(Exception):
+class StoreFull(ServiceError):
     """The disk itself refused the write (ENOSPC, EDQUOT)."""
+    status = 507
 
 
 @dataclass(frozen=True)
@@ -91,14 +94,15 @@ class Resource:
 
 class ResourceStore:
     def __init__(self, root: Path, *, lifetime: float, quota_bytes: int,
-                 decode: Callable[[bytes], np.ndarray], pixel_cache_bytes: int = 256 << 20,
+                 decode: Callable[[bytes], np.ndarray], pixel_cache: PixelCache,
                  clock: Callable[[], float] = time.time):
         self.root = Path(root)
         self.lifetime = lifetime
         self.quota_bytes = quota_bytes
         self.clock = clock
         self._decode = decode
-        self._cache = PixelCache(pixel_cache_bytes)
+        # Shared with the session images under one budget; our keys are resource ids.
+        self._cache = pixel_cache.scope("resources")
         self._index: dict[str, Resource] = {}
         self._used = 0
         self._lock = threading.Lock()
@@ -166,7 +170,7 @@ class ResourceStore:
             with self._lock:
                 self._used -= size
             if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StoreFull(str(err)) from err
+                raise StoreFull(f"not enough storage: {err}") from err
             raise
         with self._lock:
             self._index[rid] = res
@@ -184,7 +188,7 @@ class ResourceStore:
             if attempt == 1:
                 self.sweep()   # expired resources may still hold the space
         raise QuotaExceeded(
-            f"storing {size / 2**20:.1f} MiB would exceed the store quota of "
+            f"not enough storage: storing {size / 2**20:.1f} MiB would exceed the store quota of "
             f"{self.quota_bytes / 2**20:.0f} MiB ({self._used / 2**20:.1f} MiB in use)")
 
     # -- read --------------------------------------------------------------

@@ -11,6 +11,8 @@ import numpy as np
 # The spec's example map: gamma 2.3, 12-bit raw data inverted from 3612 down to 418.
 LUT_INFO = {"gamma": 2.3, "slope": 65535.0, "offset": 0.0, "totalGrays": 4096,
             "minimumGray": 3612, "maximumGray": 418}
+# What some clients send for an image without a map; every reader takes it as no LUT.
+ZERO_LUT_INFO = dict.fromkeys(LUT_INFO, 0)
 
 
 def raw_image(height=120, width=160, seed=0) -> np.ndarray:

@@ -54,7 +54,6 @@ Storage - For Presentation", SOP Class 1.2.840.10008.5.1.4.1.1.1.3):
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 import uuid
@@ -76,7 +75,6 @@ from sensord.daemon.dsio.imageinfo import lut_from_info
 SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.3"      # Digital Intra-Oral X-Ray Image Storage - For Presentation
 NAMESPACE = uuid.UUID("9a5cabb1-f489-4c8e-a195-e3b30783b871")   # sensord's, for uuid5 UIDs
 SOFTWARE = "sensord 0.1"
-HASH_ALGS = {"MD5": "md5", "SHA256": "sha256"}
 
 # ISO 3950: quadrant -> (jaw, patient side, deciduous); position -> tooth words.
 _QUADRANTS = {1: ("maxillary", "right", False), 2: ("maxillary", "left", False),
@@ -138,12 +136,6 @@ def study_uid(context: dict, *, image_id: str, study_date: str) -> str:
 def series_uid(study: str, image_info: dict) -> str:
     serial = _text((image_info.get("sensorInfo") or {}).get("serialNumber"))
     return uid_from_uuid(uuid.uuid5(NAMESPACE, "\0".join(("series", study, serial, _filter(image_info)))))
-
-
-def pixel_digest(pixels: np.ndarray, alg: str) -> str:
-    """``pixelHash`` of a 2-D uint16 array: row-major little-endian bytes."""
-    return hashlib.new(HASH_ALGS[alg], np.ascontiguousarray(pixels).astype("<u2").tobytes(),
-                       usedforsecurity=False).hexdigest()
 
 
 def build_dataset(pixels: np.ndarray, image_info: dict, context: dict, *, image_id: str,

@@ -37,6 +37,8 @@ import numpy as np
 from werkzeug.http import parse_options_header
 
 from sensord.filters import png as pngcodec
+from sensord.filters.pixel_hash import ALGORITHMS as HASH_ALGS
+from sensord.filters.pixel_hash import pixel_hash
 
 from . import dicom
 from .base import (
@@ -165,8 +167,8 @@ class DicomWebAdapter(Adapter):
         except (OSError, ValueError) as err:
             raise PermanentError(f"{self.name}: cannot read the image {item.png_path.name}: {err}") from None
         stated = info.get("pixelHash") or {}
-        alg = stated.get("alg") if stated.get("alg") in dicom.HASH_ALGS else "SHA256"
-        digest = dicom.pixel_digest(pixels, alg)
+        alg = stated["alg"] if stated.get("alg") in HASH_ALGS else "SHA256"
+        digest = pixel_hash(pixels, alg=alg)["hash"]
         if stated.get("alg") == alg and str(stated.get("hash", digest)).lower() != digest:
             raise PermanentError(f"{self.name}: the image {item.image_id} does not match its pixelHash "
                                  f"({alg} {stated['hash']}, the PNG gives {digest})")
@@ -227,8 +229,8 @@ class DicomWebAdapter(Adapter):
         if ds.SOPInstanceUID != prepared.sop:
             raise PermanentError(f"{what}: the archive returned instance {ds.SOPInstanceUID}")
         pixels = np.asarray(pixels)
-        gray16 = pixels.dtype == np.uint16 and pixels.ndim == 2
-        digest = dicom.pixel_digest(pixels, prepared.alg) if gray16 else f"{pixels.dtype} {pixels.shape}"
+        gray16 = pixels.dtype == np.uint16 and pixels.ndim == 2 and pixels.size > 0
+        digest = pixel_hash(pixels, alg=prepared.alg)["hash"] if gray16 else f"{pixels.dtype} {pixels.shape}"
         if digest != prepared.digest:
             raise PermanentError(f"{what}: the archive's pixels differ from the image's "
                                  f"({prepared.alg} {digest}, expected {prepared.digest})")

@@ -31,7 +31,6 @@ false`` and logged, so an operator can look at the item.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -41,9 +40,12 @@ from pathlib import Path
 
 import numpy as np
 
+from sensord.daemon.dsio.imageinfo import lut_from_info
 from sensord.daemon.durable import write_atomic
 from sensord.filters import png as pngcodec
-from sensord.filters.thumbnail import jpeg_thumbnail
+from sensord.filters.pixel_hash import ALGORITHMS as HASH_ALGS
+from sensord.filters.pixel_hash import pixel_hash
+from sensord.filters.thumbnail import jpeg_preview
 
 from .base import (
     Adapter,
@@ -60,8 +62,11 @@ DEFAULT_URL = "https://darwin.v7labs.com/api/v2"
 DEFAULT_PATH = "/sensord/{patientId}"
 ALREADY_EXISTS = "ALREADY_EXISTS"
 SLOT = "0"                      # single-image items have one slot; V7's docs name it "0"
-HASH_ALGS = {"MD5": "md5", "SHA256": "sha256"}
 MAX_SIDE = 65535
+# Our thumbnail must be a separate, small file: Darwin warns that using the
+# original as its thumbnail breaks some browsers. Its own thumbnails fit here.
+THUMBNAIL_BOX = (356, 200)      # width, height
+THUMBNAIL_QUALITY = 60
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 _COMMON = {"url", "team_slug", "api_key", "dataset_slug", "mode", "path", "timeout"}
@@ -157,12 +162,6 @@ def item_path(template: str, fields: list[str], context: dict) -> str:
     return "/" + "/".join(segments)
 
 
-def pixel_digest(pixels: np.ndarray, alg: str) -> str:
-    """MD5 or SHA256 hex digest of the row-major little-endian uint16 pixels."""
-    data = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
-    return hashlib.new(HASH_ALGS[alg], data, usedforsecurity=False).hexdigest()
-
-
 def check_pixels(pixels: np.ndarray, image_info: dict, where: str) -> None:
     """PermanentError unless ``pixels`` hash to ``image_info["pixelHash"]`` (when there is one)."""
     expected = image_info.get("pixelHash")
@@ -171,7 +170,7 @@ def check_pixels(pixels: np.ndarray, image_info: dict, where: str) -> None:
     alg = str(expected.get("alg", "")).upper()
     if alg not in HASH_ALGS:
         raise PermanentError(f"v7: pixelHash algorithm {expected.get('alg')!r} is not MD5 or SHA256")
-    actual = pixel_digest(pixels, alg)
+    actual = pixel_hash(pixels, alg=alg)["hash"]
     if actual != str(expected.get("hash", "")).lower():
         raise PermanentError(f"v7: the pixels of {where} hash to {alg} {actual}, "
                              f"the image's pixelHash says {expected.get('hash')}")
@@ -206,6 +205,20 @@ def registration_outcome(body, *, name: str, path: str, what: str) -> dict | Non
         if isinstance(item, dict) and item.get("name") == name:
             return item
     raise PermanentError(f"{what}: the answer lists neither {name!r} nor a blocked item: {str(body)[:200]}")
+
+
+def thumbnail(pixels: np.ndarray, image_info: dict) -> bytes:
+    """The JPEG Darwin shows for an image, windowed by its LUT when it has one.
+
+    A lutInfo that describes no usable map only costs the thumbnail its
+    window: the image is still worth registering, so the automatic one is used.
+    """
+    try:
+        lut = lut_from_info(image_info)
+    except ValueError as err:
+        log.warning("v7: thumbnail with the automatic window: %s", err)
+        lut = None
+    return jpeg_preview(pixels, lut=lut, box=THUMBNAIL_BOX, quality=THUMBNAIL_QUALITY)
 
 
 # -- bucket files -----------------------------------------------------------
@@ -278,7 +291,7 @@ class V7Adapter(Adapter):
         try:
             pixels = put_object(root, key, data, check=verify)
             if opts["readonly"]:
-                put_object(root, thumb_key, jpeg_thumbnail(pixels, lut_info=item.image_info.get("lutInfo")))
+                put_object(root, thumb_key, thumbnail(pixels, item.image_info))
         except PermissionError as err:
             raise PermanentError(f"v7: cannot write to the bucket folder: {err}") from None
         except OSError as err:
