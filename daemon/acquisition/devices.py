@@ -206,9 +206,9 @@ class DeviceRegistry:
                 elif not entry.present:
                     entry.present, entry.device, entry.driver, entry.state = True, device, driver, None
                 else:
-                    before, entry.device = entry.device.sensor, device
+                    sensor_before, entry.device = entry.device.sensor, device
                     self._publish("changed", entry)
-                    if device.sensor is not None and device.sensor != before:
+                    if device.sensor is not None and device.sensor != sensor_before:
                         log.info("device %s (%s): sensor %s attached", device.name, device.device_id,
                                  device.sensor.model_name)
                     return
@@ -219,9 +219,9 @@ class DeviceRegistry:
                 entry = self._entries.get(event.device_id)
                 if entry is None or not entry.present:
                     return
-                before = entry.status
+                status_before = entry.status
                 entry.state = event.state
-                if entry.status != before:
+                if entry.status != status_before:
                     self._publish("changed", entry)
             if event.state in FAULTS:
                 log.warning("device %s (%s): %s %s", entry.device.name, event.device_id, event.state,

@@ -202,13 +202,13 @@ def _check_args(rotation, hash_alg, gamma, png_compression, preview_max) -> int:
     if not isinstance(hash_alg, str) or hash_alg not in HASH_ALGS:
         raise ValueError(f"hash_alg must be one of {', '.join(HASH_ALGS)}, got {hash_alg!r}")
     if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) \
-            or not (math.isfinite(gamma) and gamma > 0):
+            or not math.isfinite(gamma) or gamma <= 0:
         raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
     if not _is_int(png_compression) or not 0 <= png_compression <= 9:
         raise ValueError(f"png_compression must be an integer from 0 to 9, got {png_compression!r}")
     if not _is_int(preview_max) or preview_max < 1:
         raise ValueError(f"preview_max must be an integer >= 1, got {preview_max!r}")
-    return int(rotation)
+    return DEGREES[DEGREES.index(rotation)]     # as an int, whatever Real it was given as
 
 
 def _is_int(value) -> bool:

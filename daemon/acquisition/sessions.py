@@ -15,6 +15,7 @@ at once during an exposure.
 """
 from __future__ import annotations
 
+import builtins
 import errno
 import logging
 import shutil
@@ -154,7 +155,8 @@ class SessionManager:
                     return session
         return None
 
-    def busy(self) -> list[str]:
+    # (``builtins.list`` below: in the class body, ``list`` is now the method above.)
+    def busy(self) -> builtins.list[str]:
         """Sessions with an exposure between readout and NewImage: work a
         graceful stop waits for, since the X-ray dose is already spent."""
         return [s.id for s in self.list() if s.phase in BUSY]
@@ -252,6 +254,8 @@ class SessionManager:
             return info
 
     def _arm(self, session: Session) -> None:
+        if session.info is None:
+            return                      # nothing to arm for before the client's AcquisitionInfo
         entry = self.devices.find(session.device_id)
         if entry is None or not entry.present:
             return                      # armed again when the device returns
@@ -314,7 +318,8 @@ class SessionManager:
 
     def _on_frame(self, session: Session, frame: FrameEvent) -> None:
         with session.lock:
-            if not session.armed or session.deleted:
+            # (Armed implies an AcquisitionInfo: _arm needs one.)
+            if not session.armed or session.deleted or session.info is None:
                 log.warning("frame from %s while not armed: dropped", frame.device_id)
                 return
             entry = self.devices.find(session.device_id)
@@ -326,6 +331,8 @@ class SessionManager:
         image_id = str(uuid.uuid4())
         try:
             opts = self.options
+            if entry is None:
+                raise RuntimeError(f"device {session.device_id} is no longer registered")
             processed = pipeline.process(
                 frame, entry.device.sensor, rotation=info["rotation"],
                 binning=info["binning"] == "Binned2x2", apply_lut=info["applyLut"],

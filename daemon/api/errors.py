@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
@@ -22,7 +23,7 @@ class ApiError(ServiceError):
         super().__init__(message, status=status, headers=headers)
 
 
-def error_response(status: int, message: str, headers: dict | None = None):
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None):
     from werkzeug.http import HTTP_STATUS_CODES
 
     body = {"status": status, "error": HTTP_STATUS_CODES.get(status, "Error"), "message": message}

@@ -109,8 +109,11 @@ def get_media(rid: str):
 
 
 def _link(res: Resource) -> dict:
-    return {"session_id": res.modality_session["sessionId"],
-            "image_id": res.modality_session["imageId"]}
+    """The session_images.find() arguments of a linked resource (callers check res.linked)."""
+    link = res.modality_session
+    if link is None:
+        raise RuntimeError(f"resource {res.id} is not linked to a session image")
+    return {"session_id": link["sessionId"], "image_id": link["imageId"]}
 
 
 def _pixels(res: Resource) -> np.ndarray:

@@ -119,8 +119,8 @@ class Forwarder:
         started = 0
         with self._lock:
             busy = {name: 0 for name in self.targets}
-            for target in self._in_flight.values():
-                busy[target] = busy.get(target, 0) + 1
+            for target_name in self._in_flight.values():
+                busy[target_name] = busy.get(target_name, 0) + 1
             free = sum(max(0, t.concurrency - busy[t.name]) for t in self.targets.values())
             if free == 0:
                 return 0

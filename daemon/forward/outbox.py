@@ -11,6 +11,7 @@ retry it) ; dropped rows are deleted.
 """
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import json
 import logging
@@ -101,6 +102,13 @@ class Outbox:
         log.info("outbox: %d pending, %d dead%s", counts.get("pending", 0), counts.get("dead", 0),
                  f", {released} cut short by the last stop" if released else "")
 
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """The open connection; the outbox is used only between start() and close()."""
+        if self._db is None:
+            raise RuntimeError("the outbox is not open (start() not called, or closed)")
+        return self._db
+
     def close(self) -> None:
         if self._db is not None:
             with self._lock:
@@ -109,7 +117,7 @@ class Outbox:
 
     def _remove_orphan_files(self) -> None:
         with self._lock:
-            wanted = {row["file"] for row in self._db.execute(
+            wanted = {row["file"] for row in self._conn.execute(
                 "SELECT DISTINCT file FROM entries WHERE state != 'delivered'")}
         for path in self.files.iterdir():
             if path.name not in wanted:
@@ -126,6 +134,8 @@ class Outbox:
                 return
             except OSError:
                 data = Path(source).read_bytes()
+        if data is None:
+            raise TypeError("an outbox file needs png_path or png")
         write_atomic(dest, data)
 
     def add(self, targets: list[tuple[str, str]], *, image_id: str, image_info: dict, context: dict,
@@ -137,25 +147,26 @@ class Outbox:
         name = f"{image_id}.png"
         self._store_file(png_path, png, name)
         now = self.clock()
-        ids = []
+        ids: list[int] = []
         with self._lock:
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("BEGIN IMMEDIATE")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("BEGIN IMMEDIATE")
             try:
                 for target, filter_spec in targets:
-                    cur = self._db.execute(
+                    cur = self._conn.execute(
                         "INSERT OR IGNORE INTO entries (target, image_id, filter, file, image_info, context,"
                         " next_attempt, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (target, image_id, filter_spec, name, json.dumps(image_info), json.dumps(context),
                          now, now, now))
                     if cur.rowcount:
+                        assert cur.lastrowid is not None    # set by an INSERT that added a row
                         ids.append(cur.lastrowid)
-                self._db.execute("COMMIT")
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._conn.execute("ROLLBACK")
                 raise
             finally:
-                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
         return ids
 
     # -- reading ---------------------------------------------------------
@@ -172,7 +183,7 @@ class Outbox:
 
     def get(self, entry_id: int) -> Entry | None:
         with self._lock:
-            row = self._db.execute(f"SELECT {self._COLUMNS} FROM entries WHERE id = ?", (entry_id,)).fetchone()
+            row = self._conn.execute(f"SELECT {self._COLUMNS} FROM entries WHERE id = ?", (entry_id,)).fetchone()
         return self._entry(row) if row else None
 
     def list(self, state: str | None = None, limit: int = 200) -> list[Entry]:
@@ -182,38 +193,39 @@ class Outbox:
             query += " WHERE state = ?"
             args = (state,)
         with self._lock:
-            rows = self._db.execute(query + " ORDER BY id DESC LIMIT ?", args + (limit,)).fetchall()
+            rows = self._conn.execute(query + " ORDER BY id DESC LIMIT ?", args + (limit,)).fetchall()
         return [self._entry(r) for r in rows]
 
     def counts(self) -> dict:
         with self._lock:
-            rows = self._db.execute("SELECT state, COUNT(*) AS n FROM entries GROUP BY state").fetchall()
+            rows = self._conn.execute("SELECT state, COUNT(*) AS n FROM entries GROUP BY state").fetchall()
         return {row["state"]: row["n"] for row in rows}
 
-    def failures(self, limit: int = 10) -> list[Entry]:
+    # (``builtins.list`` below: in the class body, ``list`` is now the method above.)
+    def failures(self, limit: int = 10) -> builtins.list[Entry]:
         """Dead entries and pending ones waiting after a failed attempt, latest first."""
         with self._lock:
-            rows = self._db.execute(
+            rows = self._conn.execute(
                 f"SELECT {self._COLUMNS} FROM entries WHERE state = 'dead'"
                 " OR (state = 'pending' AND last_error IS NOT NULL) ORDER BY updated DESC, id DESC LIMIT ?",
                 (limit,)).fetchall()
         return [self._entry(r) for r in rows]
 
     # -- delivery bookkeeping -------------------------------------------
-    def lease_due(self, *, exclude: set[int], limit: int, lease_seconds: float) -> list[Entry]:
+    def lease_due(self, *, exclude: set[int], limit: int, lease_seconds: float) -> builtins.list[Entry]:
         """Pending entries due now, leased to the caller (attempts counted now)."""
         now = self.clock()
         with self._lock:
-            rows = self._db.execute(
+            rows = self._conn.execute(
                 f"SELECT {self._COLUMNS} FROM entries WHERE state = 'pending' AND next_attempt <= ?"
                 " ORDER BY next_attempt LIMIT ?", (now, limit + len(exclude))).fetchall()
             entries = [self._entry(r) for r in rows if r["id"] not in exclude][:limit]
             if entries:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany(
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(
                     "UPDATE entries SET leased = 1, attempts = attempts + 1, next_attempt = ?, updated = ?"
                     " WHERE id = ?", [(now + lease_seconds, now, e.id) for e in entries])
-                self._db.execute("COMMIT")
+                self._conn.execute("COMMIT")
         return [dataclasses.replace(e, attempts=e.attempts + 1) for e in entries]
 
     def delivered(self, entry_id: int, receipt: dict) -> None:
@@ -228,17 +240,17 @@ class Outbox:
 
     def _finish(self, entry_id, state, error, receipt, next_attempt) -> None:
         with self._lock:
-            self._db.execute(
+            self._conn.execute(
                 "UPDATE entries SET state = ?, leased = 0, last_error = COALESCE(?, last_error),"
                 " receipt = COALESCE(?, receipt), next_attempt = ?, updated = ? WHERE id = ?",
                 (state, error, receipt, next_attempt, self.clock(), entry_id))
 
     def _drop_file_if_unused(self, entry_id: int) -> None:
         with self._lock:
-            row = self._db.execute("SELECT file FROM entries WHERE id = ?", (entry_id,)).fetchone()
+            row = self._conn.execute("SELECT file FROM entries WHERE id = ?", (entry_id,)).fetchone()
             if row is None:
                 return
-            busy = self._db.execute("SELECT 1 FROM entries WHERE file = ? AND state != 'delivered' LIMIT 1",
+            busy = self._conn.execute("SELECT 1 FROM entries WHERE file = ? AND state != 'delivered' LIMIT 1",
                                     (row["file"],)).fetchone()
         if not busy:
             (self.files / row["file"]).unlink(missing_ok=True)
@@ -247,7 +259,7 @@ class Outbox:
     def retry(self, entry_id: int) -> bool:
         """A dead (or waiting) entry goes back to pending, due now, with a fresh count."""
         with self._lock:
-            changed = self._db.execute(
+            changed = self._conn.execute(
                 "UPDATE entries SET state = 'pending', attempts = 0, next_attempt = ?, updated = ?"
                 " WHERE id = ? AND state IN ('dead', 'pending') AND leased = 0",
                 (self.clock(), self.clock(), entry_id)).rowcount
@@ -255,11 +267,11 @@ class Outbox:
 
     def drop(self, entry_id: int) -> bool:
         with self._lock:
-            row = self._db.execute("SELECT file, leased FROM entries WHERE id = ?", (entry_id,)).fetchone()
+            row = self._conn.execute("SELECT file, leased FROM entries WHERE id = ?", (entry_id,)).fetchone()
             if row is None or row["leased"]:
                 return False
-            self._db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
-            busy = self._db.execute("SELECT 1 FROM entries WHERE file = ? AND state != 'delivered' LIMIT 1",
+            self._conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+            busy = self._conn.execute("SELECT 1 FROM entries WHERE file = ? AND state != 'delivered' LIMIT 1",
                                     (row["file"],)).fetchone()
         if not busy:
             (self.files / row["file"]).unlink(missing_ok=True)

@@ -299,8 +299,9 @@ def _set_pixels(ds: Dataset, pixels: np.ndarray, image_info: dict, *, mapped: bo
 
 def _set_detector(ds: Dataset, image_info: dict) -> None:
     """DX Detector module."""
-    sizes = [image_info.get("pixelSizeY"), image_info.get("pixelSizeX")]     # row spacing first
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in sizes):
+    given = [image_info.get("pixelSizeY"), image_info.get("pixelSizeX")]     # row spacing first
+    sizes = [v for v in given if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0]
+    if len(sizes) == len(given):
         ds.ImagerPixelSpacing = [_ds_number(v) for v in sizes]
         ds.PixelSpacing = ds.ImagerPixelSpacing     # equal: measured at the detector plane
     else:
@@ -381,9 +382,11 @@ def _date(raw, field: str) -> str:
     if raw is None or raw == "":
         return ""
     match = re.fullmatch(r"(\d{4})-?(\d\d)-?(\d\d)(?:[T ].*)?", str(raw).strip())
+    if match is None:
+        raise ValueError(f"{field} is not a date (YYYY-MM-DD): {raw!r}")
     try:
         return date(int(match[1]), int(match[2]), int(match[3])).strftime("%Y%m%d")
-    except (TypeError, ValueError):
+    except ValueError:
         raise ValueError(f"{field} is not a date (YYYY-MM-DD): {raw!r}") from None
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -73,7 +74,7 @@ def split_multipart(body: bytes, content_type: str) -> list[bytes]:
         raise ValueError(f"expected a multipart answer with a boundary, got {content_type or 'no Content-Type'}")
     delimiter = b"\r\n--" + boundary.encode("latin-1")
     chunks = (b"\r\n" + body).split(delimiter)
-    parts = []
+    parts: list[bytes] = []
     for chunk in chunks[1:]:
         if chunk.startswith(b"--"):
             return parts
@@ -245,7 +246,17 @@ class DicomWebAdapter(Adapter):
         return receipt
 
 
-def parse_options(name: str, options: dict) -> dict:
+class DicomWebOptions(TypedDict):
+    url: str                    # the DICOMweb root, without a trailing slash
+    username: str               # "" for no authentication
+    password: str
+    institution: str
+    station: str
+    verify_readback: bool
+    timeout: float              # seconds
+
+
+def parse_options(name: str, options: dict) -> DicomWebOptions:
     """Checked options with defaults; ValueError names the key."""
     where = f"dicomweb target {name!r}"
     known = {"url", "username", "password", "institution", "station", "verify_readback", "timeout"}
@@ -258,27 +269,27 @@ def parse_options(name: str, options: dict) -> dict:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise ValueError(f"{where}: url must be an http(s) URL without query, got {url!r}")
-    out = {"url": url.strip().rstrip("/")}
+    text: dict[str, str] = {}
     for key, limit in (("username", None), ("password", None), ("institution", 64), ("station", 16)):
         value = options.get(key, "")
         if not isinstance(value, str):
             raise ValueError(f"{where}: {key} must be a string")
         if limit is not None and (len(value) > limit or "\\" in value or any(ord(c) < 32 for c in value)):
             raise ValueError(f"{where}: {key} must be at most {limit} characters, without backslashes")
-        out[key] = value
-    if bool(out["username"]) != bool(out["password"]):
-        missing = "password" if out["username"] else "username"
+        text[key] = value
+    if bool(text["username"]) != bool(text["password"]):
+        missing = "password" if text["username"] else "username"
         other = "username" if missing == "password" else "password"
         raise ValueError(f"{where}: {missing} is required with {other}")
     verify = options.get("verify_readback", True)
     if not isinstance(verify, bool):
         raise ValueError(f"{where}: verify_readback must be true or false")
-    out["verify_readback"] = verify
     timeout = options.get("timeout", 30)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ValueError(f"{where}: timeout must be a positive number of seconds")
-    out["timeout"] = float(timeout)
-    return out
+    return DicomWebOptions(url=url.strip().rstrip("/"), username=text["username"], password=text["password"],
+                           institution=text["institution"], station=text["station"],
+                           verify_readback=verify, timeout=float(timeout))
 
 
 ADAPTER_CLASS = DicomWebAdapter

@@ -37,6 +37,7 @@ import re
 import string
 import threading
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -68,6 +69,14 @@ MAX_SIDE = 65535
 THUMBNAIL_BOX = (356, 200)      # width, height
 THUMBNAIL_QUALITY = 60
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class _UploadState(TypedDict):
+    """A direct-mode upload under way, kept so that a retry resumes it."""
+    upload_id: str
+    uploaded: bool              # the bytes were PUT; only the confirmation is left
+    item_id: Any                # the registered item's id, as V7 returned it
+
 
 _COMMON = {"url", "team_slug", "api_key", "dataset_slug", "mode", "path", "timeout"}
 _EXTERNAL = {"storage_name", "storage_folder", "storage_prefix", "readonly"}
@@ -121,9 +130,9 @@ def parse_options(options: dict) -> dict:
     opts = {"url": url, "mode": mode, "timeout": float(timeout), "path": path,
             "path_fields": _path_fields(path)}
     for key in ("team_slug", "api_key", "dataset_slug"):
-        opts[key] = _text(options, key)
-        if key != "api_key" and "/" in opts[key]:
-            raise ValueError(f"v7: option {key!r} must be a slug without '/', got {opts[key]!r}")
+        opts[key] = slug = _text(options, key)
+        if key != "api_key" and "/" in slug:
+            raise ValueError(f"v7: option {key!r} must be a slug without '/', got {slug!r}")
     if mode == "external":
         opts["storage_name"] = _text(options, "storage_name")
         folder = _text(options, "storage_folder")
@@ -239,7 +248,7 @@ class V7Adapter(Adapter):
     def __init__(self, *, name: str, options: dict, http=None):
         self.opts = parse_options(options)          # before the session is made: nothing to close
         super().__init__(name=name, options=options, http=http)
-        self._unfinished: dict[str, dict] = {}      # direct mode: image_id -> {upload_id, uploaded}
+        self._unfinished: dict[str, _UploadState] = {}      # direct mode: image_id -> its upload
         self._lock = threading.Lock()
 
     # -- HTTP -----------------------------------------------------------
@@ -322,13 +331,14 @@ class V7Adapter(Adapter):
         registered = registration_outcome(self._api("POST", "register_upload", what, json=payload),
                                           name=name, path=path, what=what)
         receipt = {"mode": "direct", "dataset": self.opts["dataset_slug"], "path": path, "name": name}
+        state: _UploadState | None
         with self._lock:
             if registered is not None:
                 slots = [s for s in registered.get("slots") or [] if isinstance(s, dict) and s.get("upload_id")]
                 if len(slots) != 1:
                     raise PermanentError(f"{what}: expected one upload id, got {registered.get('slots')!r}")
-                state = {"upload_id": str(slots[0]["upload_id"]), "uploaded": False,
-                         "item_id": registered.get("id")}
+                state = _UploadState(upload_id=str(slots[0]["upload_id"]), uploaded=False,
+                                     item_id=registered.get("id"))
                 self._unfinished[item.image_id] = state
             else:
                 state = self._unfinished.get(item.image_id)
@@ -347,7 +357,7 @@ class V7Adapter(Adapter):
         return {**receipt, "duplicate": False, "resumed": registered is None, "item_id": state["item_id"],
                 "upload_id": state["upload_id"]}
 
-    def _upload(self, state: dict, data: bytes, name: str) -> None:
+    def _upload(self, state: _UploadState, data: bytes, name: str) -> None:
         """Sign, PUT and confirm one upload; a retry resumes after the last step that succeeded."""
         upload_id = state["upload_id"]
         if not state["uploaded"]:
