@@ -18,6 +18,10 @@ def create_app(services) -> Flask:
     app = Flask("sensord", root_path=str(Path(__file__).parent))   # "sensord" is a namespace package
     app.config["MAX_CONTENT_LENGTH"] = services.settings.server.max_upload_mb << 20
     app.json = SpecOrderJSONProvider(app)
+    # Every route answers with and without a trailing slash, and never by a
+    # redirect: the vendor's SDK asks for `acquisition/`, and HttpClient drops
+    # Authorization when it follows one (.NET Framework does not follow 308).
+    app.url_map.strict_slashes = False
     app.extensions["sensord"] = services
     services.auth.install(app)
     register_error_handlers(app)

@@ -76,7 +76,8 @@ def select(image: np.ndarray, *, mode: str, lut: Lut | None = None) -> np.ndarra
     return _enhance(image, preset=SELECT_MODES[mode], strength=1.0, lut=lut)
 
 
-def supreme(image: np.ndarray, *, task: str, sharpness: float, lut: Lut | None = None) -> np.ndarray:
+def supreme(image: np.ndarray, *, task: str, sharpness: float, lut: Lut | None = None,
+            binned: bool = False) -> np.ndarray:
     """Supreme filter: task-tuned sharpening with a sharpness percentage.
 
     Parameters
@@ -89,6 +90,10 @@ def supreme(image: np.ndarray, *, task: str, sharpness: float, lut: Lut | None =
         0 returns an unchanged copy.
     lut : Lut, optional
         The LUT the image was mapped with.
+    binned : bool, optional
+        The image was acquired with 2x2 binning: the task's scales are
+        halved (`Preset.binned`), so the filter works on the same anatomy
+        as in an unbinned image of the same sensor.
 
     Returns
     -------
@@ -124,7 +129,10 @@ def supreme(image: np.ndarray, *, task: str, sharpness: float, lut: Lut | None =
     """
     task = _checks.choice(task, name="task", allowed=SUPREME_TASK_NAMES)
     strength = _checks.real(sharpness, name="sharpness", low=0.0, high=100.0) / 100.0
-    return _enhance(image, preset=SUPREME_TASKS[task], strength=strength, lut=lut)
+    if not isinstance(binned, bool):
+        raise TypeError(f"binned must be True or False, got {binned!r}")
+    preset = SUPREME_TASKS[task].binned() if binned else SUPREME_TASKS[task]
+    return _enhance(image, preset=preset, strength=strength, lut=lut)
 
 
 def ae(image: np.ndarray, *, task: str, sharpness: float, lut: Lut | None = None) -> np.ndarray:

@@ -28,7 +28,7 @@ stronger noise removal for the same task.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 
@@ -48,6 +48,11 @@ class Preset:
             raise ValueError("need 0 < fine_sigma < coarse_sigma")
         if not self.coring > 0:
             raise ValueError("coring must be > 0")
+
+    def binned(self) -> "Preset":
+        """The same preset for a 2x2-binned image: each pixel spans twice the
+        distance, so the same anatomy sits at half the scale in pixels."""
+        return replace(self, fine_sigma=self.fine_sigma / 2, coarse_sigma=self.coarse_sigma / 2)
 
 
 # Select: fixed strengths. smooth only removes noise; the edge modes keep the

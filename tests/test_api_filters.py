@@ -39,16 +39,19 @@ def test_unmap_returns_the_unmapped_pixels(mapped):
     assert np.array_equal(images.decode(response.content), filters.lut_unmap(pixels, lut=LUT))
 
 
-def test_unmap_of_an_unmapped_image_is_the_image(serve):
+@pytest.mark.parametrize("lut_info", [None, "zero"])
+def test_unmap_of_an_image_without_a_map_is_400_not_the_input(serve, lut_info):
+    """No filter answers 200 unless it did the work: with no map in the
+    ImageInfo (null or all-zero) and none in the body there is nothing to undo."""
     srv = serve()
-    raw = images.raw_image()
-    rid = srv.http.post(srv.url(API + "/images"), files=images.upload_files(
-        {"acquisitionInfo": {"binning": "Unbinned"}, "lutInfo": None}, images.png16(raw))).json()["id"]
-    assert np.array_equal(images.decode(run(srv, rid, "unmap").content), raw)
+    info = {"acquisitionInfo": {"binning": "Unbinned"},
+            "lutInfo": dict(images.ZERO_LUT_INFO) if lut_info == "zero" else None}
+    rid = srv.http.post(srv.url(API + "/images"), files=images.upload_files(info, images.png16(images.raw_image()))
+                        ).json()["id"]
+    assert_error(run(srv, rid, "unmap"), 400, "nothing to unmap", "lutInfo")
 
 
 @pytest.mark.parametrize("name,body,kwargs", [
-    ("unmap", None, {}),
     ("select", {"enhancementMode": "edgePro"}, {"mode": "edgePro"}),
     ("ae", {"task": "general", "sharpness": 60}, {"task": "general", "sharpness": 60.0}),
 ])
@@ -59,7 +62,7 @@ def test_an_all_zero_lut_info_is_no_lut(serve, name, body, kwargs):
                   for lut_info in (dict(images.ZERO_LUT_INFO), None))
     response = run(srv, zero, name, body)
     assert response.status_code == 200, response.text
-    expected = raw if name == "unmap" else getattr(filters, name)(raw, lut=None, **kwargs)
+    expected = getattr(filters, name)(raw, lut=None, **kwargs)
     assert np.array_equal(images.decode(response.content), expected)
     # Windowed for JPEG as an unmapped image is: from its own grays, not a LUT's range.
     assert run(srv, zero, name, body, accept="image/jpeg").content == \

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from sensord import filters
 from sensord.daemon import durable
 from tests.support import images
 from tests.support.filters_api import API, assert_error, upload
@@ -133,8 +134,8 @@ def test_modality_resource_lives_as_long_as_its_session(serve):
     assert res["modalitySession"] == {"sessionId": "s-1", "imageId": "img-1"}
     assert res["imageInfo"]["width"] == 160
     assert images.decode(srv.http.get(res["url"]).content).tolist() == pixels.tolist()
-    unmapped = srv.http.post(srv.url(f"{API}/images/{res['id']}/filters/unmap"))
-    assert np.array_equal(images.decode(unmapped.content), pixels)
+    smoothed = srv.http.post(srv.url(f"{API}/images/{res['id']}/filters/select"), json={"enhancementMode": "smooth"})
+    assert np.array_equal(images.decode(smoothed.content), filters.select(pixels, mode="smooth"))
 
     del registry.images[("s-1", "img-1")]          # the session ended
     assert srv.http.get(srv.url(f"{API}/images/{res['id']}")).status_code == 200

@@ -344,3 +344,19 @@ def test_gamma_of_the_display_map_comes_from_settings(serve):
     sid = create_session(srv, dev["deviceId"])["sessionId"]
     _, info = expose(srv, sid, dev["deviceId"], subscribe_status(srv, sid), applyLut=True)
     assert info["lutInfo"]["gamma"] == 1.7
+
+
+def test_a_null_context_keeps_the_session_context(serve):
+    """The SDK's UpdateAcquisitionSession always sends Context, null when the
+    caller left it out: switching device that way keeps the stored context."""
+    srv = serve()
+    first, second = (d["deviceId"] for d in devices(srv)[:2])
+    sid = create_session(srv, first, context={"patientId": "P-9"})["sessionId"]
+    moved = srv.http.put(srv.url(f"{API}/acquisition/{sid}"),
+                         json={"DeviceId": second, "ClientName": None, "Context": None})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["deviceId"] == second and moved.json()["context"] == {"patientId": "P-9"}
+    replaced = srv.http.put(srv.url(f"{API}/acquisition/{sid}"), json={"Context": {"patientId": "P-10"}})
+    assert replaced.json()["context"] == {"patientId": "P-10"}
+    cleared = srv.http.put(srv.url(f"{API}/acquisition/{sid}"), json={"context": {}})
+    assert cleared.json()["context"] == {}

@@ -14,11 +14,10 @@ from sensord.filters.enhance import (
     supreme,
 )
 from sensord.filters.lut import Lut, lut_map
-
-try:
-    from phantom import edge_energy, flat_noise, tooth_phantom
-except ImportError:  # tests/ imported as a package
-    from tests.support.phantom import edge_energy, flat_noise, tooth_phantom
+from sensord.filters.multiscale import multiscale_enhance
+from sensord.filters.presets import SUPREME_TASKS
+from sensord.filters.stabilize import domain_tables
+from tests.support.phantom import edge_energy, flat_noise, tooth_phantom
 
 SHAPES = [(1, 1), (1, 9), (9, 1), (5, 7), (64, 48), (600, 427)]
 SPEC_LUT = Lut(gamma=2.3, slope=65535, offset=0, total_grays=4096, minimum_gray=3612, maximum_gray=250)
@@ -192,3 +191,27 @@ def test_bad_images_and_luts(func, kwargs):
         func(np.zeros((0, 4), np.uint16), **kwargs)
     with pytest.raises(TypeError, match="lut"):
         func(np.zeros((4, 4), np.uint16), lut={"gamma": 2.3}, **kwargs)
+
+
+def test_a_binned_preset_works_at_half_the_scale():
+    preset = SUPREME_TASKS["endodontic"]
+    half = preset.binned()
+    assert (half.fine_sigma, half.coarse_sigma) == (preset.fine_sigma / 2, preset.coarse_sigma / 2)
+    assert (half.fine_gain, half.coarse_gain, half.noise_gain, half.coring) == \
+        (preset.fine_gain, preset.coarse_gain, preset.noise_gain, preset.coring)
+
+
+@pytest.mark.parametrize("task", SUPREME_TASK_NAMES)
+def test_supreme_on_a_binned_image_uses_the_binned_preset(phantom, task):
+    """binned=True is the task's preset at half scale, nothing else."""
+    image = phantom.image
+    expected = multiscale_enhance(image, preset=SUPREME_TASKS[task].binned(), strength=0.7,
+                                  to_domain=domain_tables(None)[0], from_domain=domain_tables(None)[1])
+    got = supreme(image, task=task, sharpness=70, binned=True)
+    assert np.array_equal(got, expected)
+    assert not np.array_equal(got, supreme(image, task=task, sharpness=70))
+
+
+def test_supreme_binned_must_be_a_bool():
+    with pytest.raises(TypeError, match="binned"):
+        supreme(np.zeros((4, 4), np.uint16), task="general", sharpness=50, binned="Binned2x2")

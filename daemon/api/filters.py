@@ -43,7 +43,6 @@ def _resource_json(res: Resource, status: int = 200):
 
 
 @bp.get("")
-@bp.get("/")
 def root():
     # Clients GET the base URL to learn whether the service is up.
     return jsonify({"service": "sensord", "api": "dsio-filters", "version": "1.0"})
@@ -138,33 +137,34 @@ def _media_type() -> str:
     return best
 
 
-def _run(rid: str, name: str, parse=None):
+def _run(rid: str, name: str):
     res = _resource(rid)
-    if parse is None:
-        json_body(optional=True)   # unmap takes no options; a malformed body is still an error
-        params = {}
-    else:
-        try:
-            params = parse(json_body(optional=True))
-        except ValueError as err:
-            raise ApiError(400, str(err)) from None
-    media_type = _media_type()
-    pixels = _pixels(res)
     try:
-        lut = lut_from_info(res.image_info)
+        call = filter_params.parse_request(name, json_body(optional=True))
+        # A map in the body wins (the beta SDK sends one); else the image's own.
+        lut = call.lut if call.lut is not None else lut_from_info(res.image_info)
     except ValueError as err:
         raise ApiError(400, str(err)) from None
+    if name == "unmap" and lut is None:
+        # Answering the input unchanged would be a 200 for work not done.
+        raise ApiError(400, "nothing to unmap: the image's imageInfo has no lutInfo and the request gave none")
+    media_type = _media_type()
+    pixels = _pixels(res)
+    options = dict(call.options)
+    if name == "supreme":
+        binning = call.binning or (res.image_info.get("acquisitionInfo") or {}).get("binning")
+        options["binned"] = binning == "Binned2x2"
     started = time.perf_counter()
     if name == "unmap":
-        out = filters.lut_unmap(pixels, lut=lut) if lut is not None else pixels
+        out = filters.lut_unmap(pixels, lut=lut)
         lut = None   # the output is linear again: window it from its histogram
     else:
-        out = getattr(filters, name)(pixels, lut=lut, **params)
+        out = getattr(filters, name)(pixels, lut=lut, **options)
     computed = time.perf_counter()
     images = _services().settings.images
     data = codecs.encode(out, media_type=media_type, lut=lut,
                          png_compression=images.png_compression, jpeg_quality=images.jpeg_quality)
-    log.debug("%s %s %s: filter %.1f ms, encode %.1f ms", name, rid, params,
+    log.debug("%s %s %s: filter %.1f ms, encode %.1f ms", name, rid, options,
               (computed - started) * 1e3, (time.perf_counter() - computed) * 1e3)
     return Response(data, mimetype=media_type)
 
@@ -176,14 +176,14 @@ def unmap(rid: str):
 
 @bp.post("/images/<rid>/filters/select")
 def select(rid: str):
-    return _run(rid, "select", filter_params.select)
+    return _run(rid, "select")
 
 
 @bp.post("/images/<rid>/filters/supreme")
 def supreme(rid: str):
-    return _run(rid, "supreme", filter_params.supreme)
+    return _run(rid, "supreme")
 
 
 @bp.post("/images/<rid>/filters/ae")
 def ae(rid: str):
-    return _run(rid, "ae", filter_params.ae)
+    return _run(rid, "ae")

@@ -33,7 +33,6 @@ def _fields(require_device: bool) -> dict:
 
 
 @bp.get("")
-@bp.get("/")
 def root():
     return jsonify({"service": "sensord", "api": "dsio-modality", "version": "1.0"})
 

@@ -44,8 +44,14 @@ def _chunks(request: Request):
 
 
 def read_upload(request: Request, *, max_width: int, max_height: int) -> Upload:
+    if request.mimetype == "image/png":
+        # The vendor's beta SDK posts the PNG as the whole body, without an
+        # ImageInfo: the same checks and limits, an empty ImageInfo.
+        return _checked(parse_image_info({}), b"".join(_chunks(request)), "the body", "image/png",
+                        max_width=max_width, max_height=max_height)
     if request.mimetype != "multipart/form-data":
-        raise ApiError(415, f"POST /images takes multipart/form-data, not {request.mimetype or 'an untyped body'}")
+        raise ApiError(415, "POST /images takes multipart/form-data (or a bare image/png body), "
+                            f"not {request.mimetype or 'an untyped body'}")
     # A MultipartError is a 400 that says where the body went wrong.
     boundary = multipart.boundary_of(request.headers.get("Content-Type", ""))
     parts = multipart.parse(_chunks(request), boundary)
@@ -68,15 +74,19 @@ def read_upload(request: Request, *, max_width: int, max_height: int) -> Upload:
         info = parse_image_info(raw)
     except ValueError as err:
         raise ApiError(400, str(err)) from None
+    return _checked(info, media_part.data, "part 'imageMedia'", media_part.content_type,
+                    max_width=max_width, max_height=max_height)
 
-    data = media_part.data
+
+def _checked(info: dict, data: bytes, where: str, declared: str | None, *,
+             max_width: int, max_height: int) -> Upload:
+    """The upload once its PNG is proved a 16-bit gray image within bounds."""
     if not data:
-        raise ApiError(400, "part 'imageMedia' is empty")
+        raise ApiError(400, f"{where} is empty")
     try:
         pixels = png.decode_gray16(data, max_width=max_width, max_height=max_height)
     except png.NotPngError as err:
-        declared = media_part.content_type or "no declared type"
-        raise ApiError(415, f"imageMedia must be a 16-bit grayscale PNG ({declared}: {err})") from None
+        raise ApiError(415, f"imageMedia must be a 16-bit grayscale PNG ({declared or 'no declared type'}: {err})") from None
     except png.PngFormatError as err:
         raise ApiError(415, f"imageMedia must be a 16-bit grayscale PNG: {err}") from None
     except png.PngTooLargeError as err:

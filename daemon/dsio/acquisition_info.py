@@ -70,6 +70,8 @@ def parse_session_info(body: Any, *, require_device: bool) -> dict:
         if not isinstance(given["clientName"], str):
             raise ValueError("clientName must be a string")
         out["clientName"] = given["clientName"]
-    if "context" in given:
+    # A null context keeps the current one, as null does for rotation and
+    # binning: the vendor's SDK always sends Context, null when left out.
+    if given.get("context") is not None:
         out["context"] = _context(given["context"], "context")
     return out
