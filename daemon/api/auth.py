@@ -19,9 +19,11 @@ import threading
 from pathlib import Path
 
 from flask import Flask, request
+from werkzeug.datastructures import Authorization
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from sensord.daemon.durable import write_atomic
+from sensord.daemon.errors import ServiceError
 
 from .errors import ApiError
 
@@ -73,16 +75,27 @@ class Authenticator:
             self.realm = realm
             self._verified.clear()
 
+    def refusal(self, authorization: str | None, *, remote: str | None = None) -> ServiceError | None:
+        """Why a request with this Authorization header may not go on, or None if it may.
+
+        The one decision on credentials: the app asks it before each view,
+        and the server asks it as soon as a request's headers are in, so an
+        unauthenticated body is never read.
+        """
+        auth = Authorization.from_header(authorization) if authorization else None
+        if auth is not None and auth.type == "basic" and self.check(auth.username, auth.password):
+            return None
+        if auth is not None:
+            log.warning("rejected credentials for user %r from %s", auth.username, remote)
+        return ApiError(401, "authentication required (HTTP Basic)",
+                        headers={"WWW-Authenticate": f'Basic realm="{self.realm}", charset="UTF-8"'})
+
     def install(self, app: Flask) -> None:
         @app.before_request
         def _require_auth():
-            auth = request.authorization
-            if auth is not None and auth.type == "basic" and self.check(auth.username, auth.password):
-                return None
-            if auth is not None:
-                log.warning("rejected credentials for user %r from %s", auth.username, request.remote_addr)
-            raise ApiError(401, "authentication required (HTTP Basic)",
-                           headers={"WWW-Authenticate": f'Basic realm="{self.realm}", charset="UTF-8"'})
+            refused = self.refusal(request.headers.get("Authorization"), remote=request.remote_addr)
+            if refused is not None:
+                raise refused
 
 
 @functools.cache
