@@ -6,8 +6,9 @@ from pathlib import Path
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from .api import admin, filters, forward, modality, status_page
+from .api import admin, filters, forward, modality, origin, response_headers, status_page
 from .api.errors import register_error_handlers
+from .api import converters
 
 
 class SpecOrderJSONProvider(DefaultJSONProvider):
@@ -22,8 +23,13 @@ def create_app(services) -> Flask:
     # redirect: the vendor's SDK asks for `acquisition/`, and HttpClient drops
     # Authorization when it follows one (.NET Framework does not follow 308).
     app.url_map.strict_slashes = False
+    converters.install(app)     # <row_id:...>: an id out of SQLite's range is a 404, not a 500
     app.extensions["sensord"] = services
+    # Host and origin first: a request from a web page that may not reach us
+    # is refused before any credentials are checked (no 401 for it to act on).
+    origin.install(app)
     services.auth.install(app)
+    response_headers.install(app)
     register_error_handlers(app)
     for api in (filters, modality, admin, forward, status_page):
         app.register_blueprint(api.bp)

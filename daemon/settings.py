@@ -8,6 +8,7 @@ to a default.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -27,11 +28,22 @@ class ServerSettings:
     port: int = 43809
     threads: int = 16
     max_upload_mb: int = 128
+    # Connections open at once (more wait in the listen backlog); sized with
+    # the unit's LimitNOFILE (host/descriptors.py).
+    max_connections: int = 2000
+    # A request's headers must be in within this many seconds of its first
+    # byte (of the accept, for a connection's first request), or the
+    # connection is closed; a TLS handshake likewise.
+    header_timeout_seconds: float = 5.0
+    tls_handshake_seconds: float = 5.0
     # SIGTERM: how long work in progress gets before the daemon exits anyway.
     shutdown_seconds: float = 20.0
     # HTTPS: a PEM certificate (chain) and its key; empty cert: plain HTTP.
     tls_cert: str = ""
     tls_key: str = ""
+    # Host names (or addresses) besides localhost, 127.0.0.1, [::1] and the
+    # address in `host` that requests may name in their Host header.
+    allowed_hosts: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,17 @@ class AuthSettings:
     realm: str = "sensord"
     # user name -> password hash made by `sensord hash-password`
     users: dict = field(default_factory=dict)
+    # user name -> "client" (the DSIO APIs, its own sessions and resources) or
+    # "operator" (also sensord's API, the status page, everyone's work); a
+    # user not listed is a client (daemon/api/roles.py)
+    roles: dict = field(default_factory=dict)
+    # Failed logins for one user name before it is locked out, and for how
+    # long; each lockout after the first doubles, up to lockout_max_seconds.
+    max_failures: int = 5
+    lockout_seconds: int = 30
+    lockout_max_seconds: int = 900
+    # Password hash checks (scrypt, ~100 ms of CPU each) run at once at most.
+    max_concurrent_checks: int = 2
 
 
 @dataclass(frozen=True)
@@ -56,6 +79,13 @@ class ImageSettings:
     max_height: int = 8192
     png_compression: int = 1
     jpeg_quality: int = 90
+    # Largest imageInfo part of an upload, and of any JSON body, in KiB.
+    max_info_kb: int = 64
+    # Working memory that decodes and filters in progress may hold at once,
+    # in MiB (store/pixel_budget.py); beyond it a request waits up to
+    # pixel_budget_wait_seconds, then gets 503. Fits one filter call at 8192x8192.
+    pixel_budget_mb: int = 1280
+    pixel_budget_wait_seconds: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -116,7 +146,16 @@ _BOUNDS = {
     ("server", "port"): (0, 65535),
     ("server", "threads"): (4, 256),
     ("server", "max_upload_mb"): (1, 4096),
+    ("server", "max_connections"): (16, 100_000),
+    ("server", "header_timeout_seconds"): (0.5, 300.0),
+    ("server", "tls_handshake_seconds"): (0.5, 300.0),
     ("server", "shutdown_seconds"): (0.5, 3600.0),
+    ("auth", "max_failures"): (1, 1000),
+    ("auth", "lockout_seconds"): (1, 86400),
+    ("auth", "lockout_max_seconds"): (1, 7 * 86400),
+    # Running plus waiting checks (this + 8, api/hash_gate.py) stay below the
+    # front door's 16 threads, so cached credentials never queue behind guesses.
+    ("auth", "max_concurrent_checks"): (1, 6),
     ("store", "lifetime_seconds"): (1, 30 * 24 * 3600),
     ("store", "quota_mb"): (1, 10**7),
     ("store", "sweep_seconds"): (1, 86400),
@@ -125,6 +164,9 @@ _BOUNDS = {
     ("images", "max_height"): (1, 65535),
     ("images", "png_compression"): (0, 9),
     ("images", "jpeg_quality"): (1, 100),
+    ("images", "max_info_kb"): (1, 16384),
+    ("images", "pixel_budget_mb"): (1, 1 << 20),
+    ("images", "pixel_budget_wait_seconds"): (0.0, 60.0),
     ("drivers", "poll_seconds"): (1, 3600),
     ("forward", "poll_seconds"): (1, 3600),
     ("acquisition", "gamma"): (0.1, 10.0),
@@ -157,7 +199,23 @@ def _section(cls, name: str, table: Any, source: str):
     return cls(**values)
 
 
+def _host_name_ok(name: object) -> bool:
+    """A DNS name or an IP address, without port, scheme or wildcard."""
+    if not isinstance(name, str) or not name:
+        return False
+    bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+    try:
+        ipaddress.ip_address(bare)
+        return True
+    except ValueError:
+        return name.isascii() and all(c.isalnum() or c in "-._" for c in name) and name.strip(".") != ""
+
+
 def _check(settings: Settings, source: str) -> None:
+    for name in settings.server.allowed_hosts:
+        if not _host_name_ok(name):
+            raise SettingsError(f"{source}: 'server.allowed_hosts' takes host names or addresses "
+                                f"without port or scheme (like \"sensor-pc.clinic.lan\"), got {name!r}")
     if settings.log.level.upper() not in _LEVELS:
         raise SettingsError(f"{source}: 'log.level' must be one of {', '.join(_LEVELS)}")
     for name, level in settings.log.loggers.items():
@@ -185,6 +243,12 @@ def _check(settings: Settings, source: str) -> None:
         if not isinstance(hashed, str) or "$" not in hashed:
             raise SettingsError(
                 f"{source}: 'auth.users.{user}' must be a hash made by `sensord hash-password`")
+    for user, role in settings.auth.roles.items():
+        # (the names of daemon/api/roles.py, which this base module may not import)
+        if role not in ("client", "operator"):
+            raise SettingsError(f"{source}: 'auth.roles.{user}' must be \"client\" or \"operator\", got {role!r}")
+    if settings.auth.lockout_max_seconds < settings.auth.lockout_seconds:
+        raise SettingsError(f"{source}: 'auth.lockout_max_seconds' must be at least 'auth.lockout_seconds'")
 
 
 def default_state_dir() -> str:

@@ -146,7 +146,9 @@ def inverse_table(lut: Lut) -> np.ndarray:
 
     # The spec's inverse formula, with (Y - b)/m clipped so values the
     # forward map cannot produce stay defined.
-    t = np.clip((_GRAYS - lut.offset) / lut.slope, 0.0, 1.0)
+    # A slope of a few ulps overflows to inf here, which the clip makes 1.0.
+    with np.errstate(over="ignore"):
+        t = np.clip((_GRAYS - lut.offset) / lut.slope, 0.0, 1.0)
     x = (lut.maximum_gray - lut.minimum_gray) * t ** (1.0 / lut.gamma) + lut.minimum_gray
     table = np.clip(np.rint(x), first, last).astype(np.uint16)
     table.setflags(write=False)

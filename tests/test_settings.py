@@ -20,7 +20,7 @@ def test_documented_file_equals_embedded_defaults(monkeypatch, tmp_path):
     for section in ("server", "auth", "store", "images", "log"):
         assert f"[{section}]" in text
         for key in vars(getattr(defaults, section)):
-            assert f"\n{key} = " in text or key in ("users", "loggers"), f"{section}.{key} undocumented"
+            assert f"\n{key} = " in text or f"\n[{section}.{key}]\n" in text, f"{section}.{key} undocumented"
 
 
 def test_state_dir_defaults(monkeypatch, tmp_path):
@@ -51,6 +51,9 @@ def test_overrides_beat_the_file(tmp_path):
     ("[log.loggers]\napscheduler = \"LOUD\"\n", ["log.loggers.apscheduler"]),
     ("[server]\nshutdown_seconds = 0\n", ["server.shutdown_seconds"]),
     ("[auth.users]\nbob = \"plaintext\"\n", ["auth.users.bob", "hash-password"]),
+    ("[auth.roles]\nbob = \"admin\"\n", ["auth.roles.bob", "operator"]),
+    ("[auth]\nlockout_seconds = 60\nlockout_max_seconds = 30\n", ["auth.lockout_max_seconds"]),
+    ("[auth]\nmax_failures = 0\n", ["auth.max_failures"]),
     ("[server\n", ["not valid TOML"]),
 ])
 def test_bad_files_are_refused_naming_the_key(tmp_path, text, words):

@@ -31,6 +31,16 @@ JPEG_QUALITY = 85
 # Threads start on first use and are joined at interpreter exit.
 _ENCODER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pipeline-png")
 
+# Most memory `process` holds, in bytes per pixel of the frame: 8.1 measured
+# at the peak (peak RSS, 4800x3416 frame rotated and LUT-mapped: the rotated
+# and mapped copies, the PNG encoder's buffers) plus the frame itself.
+FOOTPRINT_PER_PIXEL = 10
+
+
+def footprint(frame) -> int:
+    """Bytes to count against the pixel budget while ``frame`` is processed."""
+    return FOOTPRINT_PER_PIXEL * int(frame.pixels.size)
+
 
 @dataclass(frozen=True)
 class Processed:

@@ -16,8 +16,8 @@ from typing import Protocol
 import numpy as np
 
 from sensord.daemon.durable import fsync_dir, write_file
+from sensord.daemon.store.pixel_budget import PixelBudget, decode_png
 from sensord.daemon.store.pixel_cache import CacheScope, PixelCache
-from sensord.filters import png
 
 log = logging.getLogger("sensord.images")
 
@@ -49,6 +49,7 @@ class StoredImage:
     png_path: Path
     preview_path: Path
     cache: CacheScope = field(repr=False)
+    budget: PixelBudget | None = field(default=None, repr=False)
 
     def media(self) -> bytes | None:
         try:
@@ -70,16 +71,18 @@ class StoredImage:
         if data is None:
             return None
         # Our own PNG: no size bound to enforce, only the decode to redo.
-        return self.cache.put(self.id, png.decode_gray16(data, max_width=65535, max_height=65535))
+        # (The decode's working memory is reserved from the pixel budget.)
+        return self.cache.put(self.id, decode_png(self.budget, data, max_width=65535, max_height=65535))
 
 
 class ImageFolder:
     """Writes and removes the files of session images."""
 
-    def __init__(self, root: Path, *, pixel_cache: PixelCache):
+    def __init__(self, root: Path, *, pixel_cache: PixelCache, pixel_budget: PixelBudget | None = None):
         self.root = Path(root)
         # Shared with the resource store under one budget; our keys are image ids.
         self.cache = pixel_cache.scope("session images")
+        self.budget = pixel_budget
 
     def start(self) -> None:
         if self.root.exists():
@@ -96,7 +99,7 @@ class ImageFolder:
         new_folder = not folder.exists()
         folder.mkdir(exist_ok=True)
         image = StoredImage(image_id, session_id, image_info, folder / f"{image_id}.png",
-                            folder / f"{image_id}.jpg", self.cache)
+                            folder / f"{image_id}.jpg", self.cache, self.budget)
         write_file(image.png_path, png)
         write_file(image.preview_path, preview)
         fsync_dir(folder)

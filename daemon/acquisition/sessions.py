@@ -30,6 +30,7 @@ from sensord.daemon.dsio.timefmt import iso
 from sensord.daemon.errors import ServiceError
 from sensord.daemon.live.hub import Hub, SubscriberLimit
 from sensord.daemon.signals import Signal
+from sensord.daemon.store.pixel_budget import PixelBudget
 from sensord.drivers.base import DeviceEvent, DriverError, Event, FrameEvent, SensorState, StateEvent
 
 from . import pipeline
@@ -63,6 +64,7 @@ class Session:
     context: dict
     created_on: float
     hub: Hub
+    owner: str = ""                 # the user who created it (api/roles.py decides who sees it)
     info: dict | None = None
     awaiting_info: bool = True      # each exposure needs its own AcquisitionInfo
     armed: bool = False
@@ -114,11 +116,13 @@ class AcquisitionOptions:
 
 class SessionManager:
     def __init__(self, devices: DeviceRegistry, folder: ImageFolder, limit: SubscriberLimit,
-                 options: AcquisitionOptions):
+                 options: AcquisitionOptions, *, pixel_budget: PixelBudget | None = None):
         self.devices = devices
         self.folder = folder
         self.limit = limit
         self.options = options
+        # Exposures are admitted at once and counted (a dose was given; see store/pixel_budget.py).
+        self.pixel_budget = pixel_budget or PixelBudget(1 << 62)
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         # Once the image is on disk and before NewImage is announced (the
@@ -189,12 +193,14 @@ class SessionManager:
             raise InsufficientStorage(f"not enough storage available: {free >> 20} MiB free on the state disk, "
                                       f"{self.options.min_free_bytes >> 20} MiB needed")
 
-    def create(self, fields: dict) -> Session:
+    def create(self, fields: dict, *, owner: str = "") -> Session:
         self._check_storage()
         sid = str(uuid.uuid4())
-        self.devices.claim(fields["deviceId"], sid)      # DeviceNotFound / DeviceInUse
+        # DeviceNotFound / DeviceInUse: a device held by anyone's session is
+        # refused (409) whoever asks; the device list is shared anyway.
+        self.devices.claim(fields["deviceId"], sid)
         session = Session(sid, fields["deviceId"], fields.get("clientName", ""),
-                          fields.get("context", {}), time.time(), Hub(self.limit))
+                          fields.get("context", {}), time.time(), Hub(self.limit), owner=owner)
         with self._lock:
             self._sessions[sid] = session
         session.last_status = self.status(session)
@@ -333,11 +339,12 @@ class SessionManager:
             opts = self.options
             if entry is None:
                 raise RuntimeError(f"device {session.device_id} is no longer registered")
-            processed = pipeline.process(
-                frame, entry.device.sensor, rotation=info["rotation"],
-                binning=info["binning"] == "Binned2x2", apply_lut=info["applyLut"],
-                hash_alg=opts.hash_alg, gamma=opts.gamma, png_compression=opts.png_compression,
-                preview_max=opts.preview_max)
+            with self.pixel_budget.admit(pipeline.footprint(frame), what=f"an exposure on {frame.device_id}"):
+                processed = pipeline.process(
+                    frame, entry.device.sensor, rotation=info["rotation"],
+                    binning=info["binning"] == "Binned2x2", apply_lut=info["applyLut"],
+                    hash_alg=opts.hash_alg, gamma=opts.gamma, png_compression=opts.png_compression,
+                    preview_max=opts.preview_max)
             with session.lock:
                 if session.deleted:
                     return

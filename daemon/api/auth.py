@@ -6,6 +6,11 @@ that sends its credentials each time; so once a user's credentials have
 verified, a keyed HMAC of them is remembered and later requests compare
 against it in constant time. The key is random per process, so the cache
 is worthless outside it; failed attempts always pay the full scrypt cost.
+
+That cost is also a lever for a guesser, so uncached checks pass a gate
+of bounded concurrency (hash_gate.py), and a user name with too many
+failures is locked out for a while (lockout.py) before any hash is paid.
+Who may do what once in is roles.py's business.
 """
 from __future__ import annotations
 
@@ -25,12 +30,26 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from sensord.daemon.durable import write_atomic
 from sensord.daemon.errors import ServiceError
 
+from . import roles as roles_mod
 from .errors import ApiError
+from .hash_gate import ChecksBusy, HashGate
+from .lockout import Lockout, retry_after_header
 
 log = logging.getLogger("sensord.auth")
 
 DEFAULT_USER = "admin"
 PASSWORD_FILE = "admin-password"
+LOGGED_NAME_MAX = 64        # characters of a sent user name that reach the log
+
+
+def loggable_name(name: str | None) -> str:
+    """A user name as sent, made safe for one log line: truncated, then
+    quoted with control characters and newlines escaped (repr)."""
+    if name is None:
+        return "None"
+    if len(name) <= LOGGED_NAME_MAX:
+        return repr(name)
+    return f"{name[:LOGGED_NAME_MAX]!r}... ({len(name)} characters)"
 
 
 def hash_password(password: str) -> str:
@@ -40,12 +59,20 @@ def hash_password(password: str) -> str:
 class Authenticator:
     """Checks Basic credentials against configured user -> hash pairs."""
 
-    def __init__(self, users: dict[str, str], *, realm: str = "sensord"):
+    def __init__(self, users: dict[str, str], *, realm: str = "sensord", roles: dict[str, str] | None = None,
+                 lockout: Lockout | None = None, max_concurrent_checks: int = 2):
         self.users = dict(users)
         self.realm = realm
+        self.roles = dict(roles or {})
+        self.lockout = lockout if lockout is not None else Lockout()
+        self.gate = HashGate(max_concurrent_checks)
         self._key = secrets.token_bytes(32)
         self._verified: dict[str, bytes] = {}
         self._lock = threading.Lock()
+
+    def role_of(self, user: str) -> str:
+        """The user's role; a user the role table does not name is a client."""
+        return self.roles.get(user, roles_mod.CLIENT)
 
     def _digest(self, user: str, password: str) -> bytes:
         return hmac.new(self._key, f"{user}\0{password}".encode(), hashlib.sha256).digest()
@@ -61,18 +88,23 @@ class Authenticator:
         users = self.users
         hashed = users.get(user)
         # Unknown users still pay for a hash so timing does not reveal names.
-        ok = check_password_hash(hashed or _dummy_hash(), password) and hashed is not None
+        dummy = _dummy_hash()       # (made outside the gate: the first call hashes too)
+        with self.gate.slot():      # ChecksBusy (503) when too many wait already
+            ok = check_password_hash(hashed or dummy, password) and hashed is not None
         if ok:
             with self._lock:
                 if self.users is users:     # not replaced by a reload meanwhile
                     self._verified[user] = digest
         return ok
 
-    def set_users(self, users: dict[str, str], *, realm: str) -> None:
-        """Replace the users (a reload): a removed user or an old password stops working at once."""
+    def set_users(self, users: dict[str, str], *, realm: str, roles: dict[str, str] | None = None) -> None:
+        """Replace the users (a reload): a removed user or an old password stops
+        working at once, and so does a role taken away (``roles``, when given)."""
         with self._lock:
             self.users = dict(users)
             self.realm = realm
+            if roles is not None:
+                self.roles = dict(roles)
             self._verified.clear()
 
     def refusal(self, authorization: str | None, *, remote: str | None = None) -> ServiceError | None:
@@ -83,10 +115,30 @@ class Authenticator:
         unauthenticated body is never read.
         """
         auth = Authorization.from_header(authorization) if authorization else None
-        if auth is not None and auth.type == "basic" and self.check(auth.username, auth.password):
-            return None
-        if auth is not None:
-            log.warning("rejected credentials for user %r from %s", auth.username, remote)
+        basic = auth if auth is not None and auth.type == "basic" else None
+        name = basic.username if basic is not None else None
+        if basic is not None and name is not None:
+            # Locked names are refused before any hash: the right password too.
+            wait = self.lockout.retry_after(name)
+            if wait > 0:
+                log.debug("refused locked user %s from %s", loggable_name(name), remote)
+                return ApiError(429, f"too many failed logins for this user; try again in "
+                                     f"{retry_after_header(wait)} s",
+                                headers={"Retry-After": retry_after_header(wait)})
+            try:
+                ok = self.check(name, basic.password)
+            except ChecksBusy as busy:          # the hash gate is full (503): not a failure
+                return busy
+            if ok:
+                self.lockout.succeeded(name)
+                return None
+            locked = self.lockout.failed(name)
+            log.warning("rejected credentials for user %s from %s", loggable_name(name), remote)
+            if locked:
+                log.warning("user %s locked out for %.0f s: too many failed logins",
+                            loggable_name(name), locked)
+        elif auth is not None:
+            log.warning("rejected credentials that are not HTTP Basic from %s", remote)
         return ApiError(401, "authentication required (HTTP Basic)",
                         headers={"WWW-Authenticate": f'Basic realm="{self.realm}", charset="UTF-8"'})
 
@@ -96,6 +148,11 @@ class Authenticator:
             refused = self.refusal(request.headers.get("Authorization"), remote=request.remote_addr)
             if refused is not None:
                 raise refused
+            credentials = request.authorization
+            assert credentials is not None and credentials.username is not None   # refusal() let them in
+            user = credentials.username
+            roles_mod.remember(user, self.role_of(user))
+            roles_mod.require_role()
 
 
 @functools.cache

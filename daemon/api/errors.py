@@ -3,6 +3,7 @@ stack trace to the client): ServiceError (``daemon/errors.py``, raised by any
 room with its status), werkzeug's HTTPException, and anything unexpected (500)."""
 from __future__ import annotations
 
+import errno
 import logging
 import uuid
 from collections.abc import Mapping
@@ -23,11 +24,16 @@ class ApiError(ServiceError):
         super().__init__(message, status=status, headers=headers)
 
 
-def error_response(status: int, message: str, headers: Mapping[str, str] | None = None):
+def error_body(status: int, message: str) -> dict:
+    """The JSON error body; also what the server's front door (host/front_door.py)
+    answers with before a request reaches Flask."""
     from werkzeug.http import HTTP_STATUS_CODES
 
-    body = {"status": status, "error": HTTP_STATUS_CODES.get(status, "Error"), "message": message}
-    response = jsonify(body)
+    return {"status": status, "error": HTTP_STATUS_CODES.get(status, "Error"), "message": message}
+
+
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None):
+    response = jsonify(error_body(status, message))
     response.status_code = status
     for key, value in (headers or {}).items():
         response.headers[key] = value
@@ -49,6 +55,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):
+        if isinstance(err, OSError) and err.errno in (errno.EMFILE, errno.ENFILE):
+            # Out of file descriptors (a flood of connections): passing, not a fault.
+            log.warning("503: out of file descriptors: %s", err)
+            return error_response(503, "the daemon is short of file descriptors; try again in a moment",
+                                  {"Retry-After": "1"})
         ref = uuid.uuid4().hex[:8]
         log.exception("internal error (ref %s)", ref)
         return error_response(500, f"internal error; the daemon log has the details (ref {ref})")

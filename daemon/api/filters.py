@@ -11,8 +11,9 @@ from sensord import filters
 from sensord.daemon.dsio import filter_params
 from sensord.daemon.dsio.imageinfo import lut_from_info
 from sensord.daemon.store.resources import Resource
-from sensord.filters import codecs
+from sensord.filters import codecs, footprint
 
+from . import roles
 from .body import json_body
 from .errors import ApiError
 from .upload import read_upload
@@ -27,10 +28,18 @@ def _services():
 
 
 def _resource(rid: str) -> Resource:
+    """The resource, if this request's user may see it; another's answers 404 as if absent."""
     res = _services().store.get(rid)
-    if res is None:
+    if res is None or not _visible(res):
         raise ApiError(404, f"no image resource {rid!r} (unknown, deleted or expired)")
     return res
+
+
+def _visible(res: Resource) -> bool:
+    """Its creator sees it, and so does the owner of the live session a linked resource points into."""
+    if roles.may_see(res.owner):
+        return True
+    return res.modality_session is not None and _session_visible(str(res.modality_session.get("sessionId")))
 
 
 def _resource_json(res: Resource, status: int = 200):
@@ -52,9 +61,11 @@ def root():
 def create_image():
     services = _services()
     limits = services.settings.images
-    upload = read_upload(request, max_width=limits.max_width, max_height=limits.max_height)
+    upload = read_upload(request, max_width=limits.max_width, max_height=limits.max_height,
+                         max_info_bytes=limits.max_info_kb << 10, budget=services.pixel_budget)
     # QuotaExceeded / StoreFull carry their 507 to the client themselves.
-    res = services.store.create(image_info=upload.image_info, media=upload.media, pixels=upload.pixels)
+    res = services.store.create(image_info=upload.image_info, media=upload.media, pixels=upload.pixels,
+                                owner=roles.current_user() or "")
     return _resource_json(res, 201)
 
 
@@ -70,10 +81,21 @@ def create_modality_image():
             raise ApiError(400, f"{name} is required (a string)")
     services = _services()
     image = services.session_images.find(session_id, image_id)
-    if image is None:
+    if image is None or not _session_visible(session_id):
         raise ApiError(404, f"no image {image_id!r} in a live modality session {session_id!r}")
-    res = services.store.create_linked(image_info=image.image_info, session_id=session_id, image_id=image_id)
+    res = services.store.create_linked(image_info=image.image_info, session_id=session_id, image_id=image_id,
+                                       owner=roles.current_user() or "")
     return _resource_json(res, 201)
+
+
+def _session_visible(session_id: str) -> bool:
+    """Whether this request's user may see the live session (False once it has ended)."""
+    if roles.is_operator():
+        return True         # every session, and no lookup needed
+    try:
+        return roles.may_see(_services().sessions.get(session_id).owner)
+    except LookupError:
+        return False
 
 
 @bp.get("/images/<rid>")
@@ -83,6 +105,7 @@ def get_image(rid: str):
 
 @bp.delete("/images/<rid>")
 def delete_image(rid: str):
+    _resource(rid)      # another's resource: 404 before anything is removed
     if not _services().store.delete(rid):
         raise ApiError(404, f"no image resource {rid!r} (unknown, deleted or expired)")
     return Response(status=204)
@@ -149,21 +172,28 @@ def _run(rid: str, name: str):
         # Answering the input unchanged would be a 200 for work not done.
         raise ApiError(400, "nothing to unmap: the image's imageInfo has no lutInfo and the request gave none")
     media_type = _media_type()
-    pixels = _pixels(res)
+    pixels = _pixels(res)       # a decode, if one is needed, reserves its own working memory
     options = dict(call.options)
     if name == "supreme":
         binning = call.binning or (res.image_info.get("acquisitionInfo") or {}).get("binning")
         options["binned"] = binning == "Binned2x2"
-    started = time.perf_counter()
-    if name == "unmap":
-        out = filters.lut_unmap(pixels, lut=lut)
-        lut = None   # the output is linear again: window it from its histogram
-    else:
-        out = getattr(filters, name)(pixels, lut=lut, **options)
-    computed = time.perf_counter()
-    images = _services().settings.images
-    data = codecs.encode(out, media_type=media_type, lut=lut,
-                         png_compression=images.png_compression, jpeg_quality=images.jpeg_quality)
+    height, width = pixels.shape
+    # The filter's working copies and the encoding, from the one pixel budget:
+    # a wait, then 503 with Retry-After when busy; 413 if it could never fit.
+    with _services().pixel_budget.reserve(footprint.filter_call_bytes(name, width, height),
+                                          what=f"the {name} filter on a {width}x{height} image"):
+        started = time.perf_counter()
+        if name == "unmap":
+            assert lut is not None      # refused above: nothing to unmap
+            out = filters.lut_unmap(pixels, lut=lut)
+            lut = None   # the output is linear again: window it from its histogram
+        else:
+            out = getattr(filters, name)(pixels, lut=lut, **options)
+        computed = time.perf_counter()
+        images = _services().settings.images
+        data = codecs.encode(out, media_type=media_type, lut=lut,
+                             png_compression=images.png_compression, jpeg_quality=images.jpeg_quality)
+        del out
     log.debug("%s %s %s: filter %.1f ms, encode %.1f ms", name, rid, options,
               (computed - started) * 1e3, (time.perf_counter() - computed) * 1e3)
     return Response(data, mimetype=media_type)

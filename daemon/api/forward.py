@@ -29,7 +29,8 @@ def forward():
     if unknown:
         raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
     target = body.get("target")
-    if target not in services.forwarder.targets:
+    # A list or an object is no name (and would not even hash for the lookup).
+    if not isinstance(target, str) or target not in services.forwarder.targets:
         raise ApiError(400, f"no target {target!r} (configured: {', '.join(services.forwarder.targets) or 'none'})")
     try:
         spec = str(filter_spec.parse(body.get("filter", "raw")))   # stored canonical
@@ -80,7 +81,7 @@ def outbox():
     return jsonify({"counts": box.counts(), "entries": [e.to_json() for e in box.list(state)]})
 
 
-@bp.post("/outbox/<int:entry_id>/retry")
+@bp.post("/outbox/<row_id:entry_id>/retry")
 def retry(entry_id: int):
     services = _services()
     entry = services.outbox.get(entry_id)
@@ -94,7 +95,7 @@ def retry(entry_id: int):
     return jsonify(services.outbox.get(entry_id).to_json())
 
 
-@bp.delete("/outbox/<int:entry_id>")
+@bp.delete("/outbox/<row_id:entry_id>")
 def drop(entry_id: int):
     services = _services()
     if services.outbox.get(entry_id) is None:

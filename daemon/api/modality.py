@@ -4,10 +4,10 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from sensord.daemon.acquisition.devices import sensor_json
-from sensord.daemon.acquisition.sessions import Session
+from sensord.daemon.acquisition.sessions import Session, SessionNotFound
 from sensord.daemon.dsio.acquisition_info import DEFAULT_INFO, parse_session_info
 
-from . import sse
+from . import roles, sse
 from .body import json_body
 from .errors import ApiError
 
@@ -22,7 +22,11 @@ def _services():
 
 
 def _session(sid: str) -> Session:
-    return _services().sessions.get(sid)
+    """The session, if this request's user may see it; another's answers 404 as if absent."""
+    session = _services().sessions.get(sid)
+    if not roles.may_see(session.owner):
+        raise SessionNotFound(f"no acquisition session {sid!r}")
+    return session
 
 
 def _fields(require_device: bool) -> dict:
@@ -65,7 +69,7 @@ def device_sensor(device_id: str):
 # -- sessions ----------------------------------------------------------------
 @bp.post("/acquisition")
 def create_session():
-    session = _services().sessions.create(_fields(require_device=True))
+    session = _services().sessions.create(_fields(require_device=True), owner=roles.current_user() or "")
     response = jsonify(session.to_json())
     response.status_code = 201
     response.headers["Location"] = url_for("modality_api.get_session", sid=session.id, _external=True)
@@ -75,7 +79,7 @@ def create_session():
 @bp.get("/acquisition")
 def list_sessions():
     sessions = _services().sessions.list(request.args.get("deviceId") or None)
-    return jsonify([s.to_json() for s in sessions])
+    return jsonify([s.to_json() for s in sessions if roles.may_see(s.owner)])
 
 
 @bp.get("/acquisition/<sid>")

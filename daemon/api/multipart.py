@@ -8,7 +8,7 @@ so we use werkzeug's low-level decoder and keep every part as bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -28,6 +28,11 @@ from sensord.daemon.errors import ServiceError
 class MultipartError(ServiceError, ValueError):
     """The body is not well-formed multipart; the message says where."""
     status = 400
+
+
+class PartTooLarge(MultipartError):
+    """A part is bigger than its bound (``part_limits``); found as it arrives."""
+    status = 413
 
 
 @dataclass
@@ -58,15 +63,23 @@ def boundary_of(content_type: str) -> bytes:
     return boundary.encode("latin-1")
 
 
-def parse(chunks: Iterable[bytes], boundary: bytes, *, max_parts: int = 16) -> list[Part]:
-    """Split a multipart body, given as byte chunks, into its parts."""
+def parse(chunks: Iterable[bytes], boundary: bytes, *, max_parts: int = 16,
+          part_limits: Mapping[str, int] | None = None) -> list[Part]:
+    """Split a multipart body, given as byte chunks, into its parts.
+
+    ``part_limits`` maps a part name (lower case; names match without regard
+    to case) to its largest size in bytes: PartTooLarge as soon as such a
+    part grows past it, before the rest of it is kept.
+    """
     decoder = MultipartDecoder(boundary, max_parts=max_parts)
+    limits = part_limits or {}
     parts: list[Part] = []
     current: Part | None = None
+    size = 0
     done = False
 
     def drain() -> None:
-        nonlocal current, done
+        nonlocal current, done, size
         while True:
             try:
                 event = decoder.next_event()
@@ -79,10 +92,15 @@ def parse(chunks: Iterable[bytes], boundary: bytes, *, max_parts: int = 16) -> l
             if isinstance(event, (Field, File)):
                 current = Part(event.name or "", getattr(event, "filename", None), event.headers)
                 parts.append(current)
+                size = 0
             elif isinstance(event, Data):
                 if current is None:
                     raise MultipartError("malformed multipart body: data outside a part")
                 if event.data:
+                    size += len(event.data)
+                    limit = limits.get(current.name.lower())
+                    if limit is not None and size > limit:
+                        raise PartTooLarge(f"part {current.name!r} is larger than {limit >> 10} KiB")
                     current.chunks.append(event.data)
             elif isinstance(event, Epilogue):
                 done = True

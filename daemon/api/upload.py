@@ -1,17 +1,20 @@
 """POST /images: from a multipart request to ImageInfo, PNG bytes and pixels.
 
-Checks run cheapest first: the multipart shape, the JSON, the PNG signature
-and header (depth, color type, dimensions), and only then the pixel decode.
+Checks run cheapest first: the multipart shape (with the imageInfo part's
+size bounded as it arrives), one part of each kind, the JSON, the PNG
+signature and header (depth, color type, dimensions), and only then the
+pixel decode.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
 from flask import Request
 
+from sensord.daemon.dsio import strict_json
 from sensord.daemon.dsio.imageinfo import parse_image_info
+from sensord.daemon.store.pixel_budget import PixelBudget, decode_png
 from sensord.filters import png
 
 from . import multipart
@@ -29,12 +32,13 @@ class Upload:
     pixels: np.ndarray
 
 
-def _pick(parts: list[multipart.Part], names: tuple[str, ...]) -> multipart.Part | None:
-    for name in names:
-        for part in parts:
-            if part.name.lower() == name:
-                return part
-    return None
+def _pick(parts: list[multipart.Part], names: tuple[str, ...], label: str) -> multipart.Part | None:
+    found = [part for part in parts if part.name.lower() in names]
+    if len(found) > 1:
+        # Taking the first or the last would be a silent guess at what the client meant.
+        raise ApiError(400, f"more than one {label!r} part ({', '.join(repr(p.name) for p in found)}); "
+                            "send exactly one")
+    return found[0] if found else None
 
 
 def _chunks(request: Request):
@@ -43,23 +47,26 @@ def _chunks(request: Request):
         yield chunk
 
 
-def read_upload(request: Request, *, max_width: int, max_height: int) -> Upload:
+def read_upload(request: Request, *, max_width: int, max_height: int, max_info_bytes: int,
+                budget: PixelBudget | None = None) -> Upload:
     if request.mimetype == "image/png":
         # The vendor's beta SDK posts the PNG as the whole body, without an
         # ImageInfo: the same checks and limits, an empty ImageInfo.
         return _checked(parse_image_info({}), b"".join(_chunks(request)), "the body", "image/png",
-                        max_width=max_width, max_height=max_height)
+                        max_width=max_width, max_height=max_height, budget=budget)
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "POST /images takes multipart/form-data (or a bare image/png body), "
                             f"not {request.mimetype or 'an untyped body'}")
     # A MultipartError is a 400 that says where the body went wrong.
     boundary = multipart.boundary_of(request.headers.get("Content-Type", ""))
-    parts = multipart.parse(_chunks(request), boundary)
+    # An oversized imageInfo is a 413 as it arrives, before it is kept or parsed.
+    parts = multipart.parse(_chunks(request), boundary,
+                            part_limits=dict.fromkeys(INFO_NAMES, max_info_bytes))
 
-    info_part = _pick(parts, INFO_NAMES)
+    info_part = _pick(parts, INFO_NAMES, "imageInfo")
     if info_part is None:
         raise ApiError(400, "missing part 'imageInfo' (the ImageInfo JSON)")
-    media_part = _pick(parts, MEDIA_NAMES)
+    media_part = _pick(parts, MEDIA_NAMES, "imageMedia")
     if media_part is None:
         others = [p for p in parts if p is not info_part]
         if len(others) != 1:
@@ -67,24 +74,26 @@ def read_upload(request: Request, *, max_width: int, max_height: int) -> Upload:
         media_part = others[0]
 
     try:
-        raw = json.loads(info_part.data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ApiError(400, f"imageInfo is not valid JSON: {err}") from None
+        raw = strict_json.loads(info_part.data, what="imageInfo")
+    except strict_json.JsonRefused as err:
+        raise ApiError(400, str(err)) from None
     try:
-        info = parse_image_info(raw)
+        # The SDK's UploadImage writes a null ImageInfo as the text `null`: no ImageInfo.
+        info = parse_image_info({} if raw is None else raw)
     except ValueError as err:
         raise ApiError(400, str(err)) from None
     return _checked(info, media_part.data, "part 'imageMedia'", media_part.content_type,
-                    max_width=max_width, max_height=max_height)
+                    max_width=max_width, max_height=max_height, budget=budget)
 
 
 def _checked(info: dict, data: bytes, where: str, declared: str | None, *,
-             max_width: int, max_height: int) -> Upload:
+             max_width: int, max_height: int, budget: PixelBudget | None = None) -> Upload:
     """The upload once its PNG is proved a 16-bit gray image within bounds."""
     if not data:
         raise ApiError(400, f"{where} is empty")
     try:
-        pixels = png.decode_gray16(data, max_width=max_width, max_height=max_height)
+        # The decode reserves its working memory from the pixel budget (503 when busy).
+        pixels = decode_png(budget, data, max_width=max_width, max_height=max_height)
     except png.NotPngError as err:
         raise ApiError(415, f"imageMedia must be a 16-bit grayscale PNG ({declared or 'no declared type'}: {err})") from None
     except png.PngFormatError as err:

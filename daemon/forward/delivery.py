@@ -20,6 +20,8 @@ from pathlib import Path
 
 from sensord import filters
 from sensord.daemon.dsio.imageinfo import lut_from_info
+from sensord.daemon.store.pixel_budget import BeyondBudget, BudgetBusy, PixelBudget, decode_png
+from sensord.filters import footprint
 from sensord.filters import png as pngcodec
 from sensord.filters.pixel_hash import ALGORITHMS as HASH_ALGS
 from sensord.filters.pixel_hash import pixel_hash
@@ -33,6 +35,9 @@ from .platforms.base import Adapter, Delivery, PermanentError, RetryableError
 log = logging.getLogger("sensord.forward")
 
 LEASE_SECONDS = 600.0   # longer than any delivery; a crash voids leases at start anyway
+# A filtered forward is background work: it waits longer than a request for
+# the pixel budget, then tries again later (the outbox's retry) rather than fail.
+BUDGET_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -55,13 +60,18 @@ def backoff(attempts: int, *, base: float, cap: float, rng=random) -> float:
     return delay / 2 + rng.uniform(0, delay / 2)
 
 
-def filtered_image(path: Path, image_info: dict, spec: FilterSpec) -> tuple[bytes, dict]:
+def filtered_image(path: Path, image_info: dict, spec: FilterSpec, *,
+                   budget: PixelBudget | None = None) -> tuple[bytes, dict]:
     """The PNG to send for ``spec`` and the ImageInfo that describes it: a
     filtered copy has its own pixel hash, and an unmapped one no LUT.
 
     The LUT is read as the Filters API reads it (`dsio.imageinfo.lut_from_info`),
     so an image the API filters is one the forwarder filters. A lutInfo that
     describes no usable map is a PermanentError: no retry can change it.
+
+    The decode and the filter reserve their working memory from ``budget``
+    (waiting up to `BUDGET_WAIT_SECONDS`): a busy budget is a RetryableError,
+    work larger than the whole budget a PermanentError.
     """
     data = path.read_bytes()
     if spec.is_raw:
@@ -70,7 +80,22 @@ def filtered_image(path: Path, image_info: dict, spec: FilterSpec) -> tuple[byte
         lut = lut_from_info(image_info)
     except ValueError as err:
         raise PermanentError(f"cannot apply the filter {spec}: {err}") from None
-    pixels = pngcodec.decode_gray16(data, max_width=65535, max_height=65535)
+    try:
+        pixels = decode_png(budget, data, max_width=65535, max_height=65535, wait=BUDGET_WAIT_SECONDS)
+        if budget is None:
+            return _filtered(pixels, image_info, spec, lut)
+        height, width = pixels.shape
+        with budget.reserve(footprint.filter_call_bytes(spec.name, width, height), wait=BUDGET_WAIT_SECONDS,
+                            what=f"forwarding {spec} of a {width}x{height} image"):
+            return _filtered(pixels, image_info, spec, lut)
+    except BudgetBusy as err:
+        raise RetryableError(err.message) from None     # the target's backoff spaces the retries
+    except BeyondBudget as err:
+        raise PermanentError(err.message) from None
+
+
+def _filtered(pixels, image_info: dict, spec: FilterSpec, lut) -> tuple[bytes, dict]:
+    """``spec`` applied to ``pixels``: the PNG and its ImageInfo, as `filtered_image` says."""
     info = dict(image_info)
     if spec.name == "unmap":
         out = filters.lut_unmap(pixels, lut=lut) if lut is not None else pixels
@@ -87,8 +112,10 @@ def filtered_image(path: Path, image_info: dict, spec: FilterSpec) -> tuple[byte
 
 
 class Forwarder:
-    def __init__(self, outbox: Outbox, targets: dict[str, Target], *, work_dir: Path, clock=time.time):
+    def __init__(self, outbox: Outbox, targets: dict[str, Target], *, work_dir: Path, clock=time.time,
+                 pixel_budget: PixelBudget | None = None):
         self.outbox = outbox
+        self.pixel_budget = pixel_budget
         self.targets = targets
         self.work_dir = Path(work_dir)
         self.clock = clock
@@ -155,7 +182,7 @@ class Forwarder:
                 # A filtered copy is another image: its own id, hence its own UIDs and names.
                 # The id derives from the stored text, so it never changes for an entry.
                 image_id = str(uuid.uuid5(uuid.UUID(entry.image_id), entry.filter))
-                data, info = filtered_image(entry.file, entry.image_info, spec)
+                data, info = filtered_image(entry.file, entry.image_info, spec, budget=self.pixel_budget)
                 work = self.work_dir / f"{entry.id}-{image_id}.png"
                 work.write_bytes(data)
                 path = work

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sensord.daemon import settings as settings_mod
 
-from . import logsetup
+from . import logsetup, state_lock
 
 # config/ sits beside daemon/ both in the checkout and in the installed
 # package (sensord/config/), so one relative path serves editable and wheel.
@@ -38,6 +38,19 @@ def serve(args) -> int:
         return 2
     logsetup.configure(settings.log)
     log = logging.getLogger("sensord")
+    # The state folder is this process's alone, locked before anything in it
+    # is touched: a second start must not clear a running daemon's images.
+    state_lock.private_files()
+    try:
+        held = state_lock.lock_state_folder(settings.store.state_dir)
+    except state_lock.StateFolderBusy as err:
+        print(f"sensord: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"sensord: cannot use the state folder {settings.store.state_dir}: {err}", file=sys.stderr)
+        return 2
+    # (held until the process ends: the kernel releases the lock then)
+    log.debug("state folder %s locked (%s)", held.folder, state_lock.LOCK_FILE)
     try:
         daemon = Sensord(settings)
     except ValueError as err:       # a forward target or rule that cannot work

@@ -3,6 +3,13 @@
     sensord expose|plug|unplug|plug-sensor|unplug-sensor|battery DEVICE
     sensord outbox [list [--state S] | retry ID | drop ID]
     sensord devices | status
+
+They log in as an operator (daemon/api/roles.py): sensord's own API and the
+outbox are refused (403) to a client. The user is --user, else $SENSORD_USER,
+else "admin"; the password is $SENSORD_PASSWORD, else the one the daemon
+wrote to <state_dir>/admin-password at first start (the state folder the
+--config names). That "admin" is an operator when the daemon made it; a
+configured user must be listed as "operator" under [auth.roles].
 """
 from __future__ import annotations
 
@@ -23,7 +30,9 @@ ACTIONS = ("expose", "plug", "unplug", "plug-sensor", "unplug-sensor", "battery"
 def _common(p) -> None:
     p.add_argument("--config", help="the daemon's TOML settings (for its address and state folder)")
     p.add_argument("--url", help="daemon base URL (default: from the settings)")
-    p.add_argument("--user", default=os.environ.get("SENSORD_USER", DEFAULT_USER))
+    p.add_argument("--user", default=os.environ.get("SENSORD_USER", DEFAULT_USER),
+                   help="an operator (default: $SENSORD_USER, else admin); password: $SENSORD_PASSWORD, "
+                        "else <state_dir>/admin-password")
 
 
 def add_parsers(sub) -> None:
@@ -66,12 +75,15 @@ def _client(args):
     return base, http
 
 
-def _failed(what: str, response) -> int:
+def _message(response) -> str:
     try:
-        message = response.json()["message"]
-    except ValueError:
-        message = response.text
-    print(f"sensord: {what} failed ({response.status_code}): {message}", file=sys.stderr)
+        return response.json()["message"]
+    except (ValueError, KeyError, TypeError):
+        return response.text
+
+
+def _failed(what: str, response) -> int:
+    print(f"sensord: {what} failed ({response.status_code}): {_message(response)}", file=sys.stderr)
     return 1
 
 
@@ -80,6 +92,9 @@ MODALITY = "/api/dsio/modality/v1"
 
 def _get(http, url):
     response = http.get(url, timeout=30)
+    if response.status_code in (401, 403, 429):
+        # Reached, but refused (wrong password, not an operator, locked out): say which.
+        raise SystemExit(f"sensord: {url} refused ({response.status_code}): {_message(response)}")
     response.raise_for_status()
     return response.json()
 

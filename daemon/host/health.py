@@ -3,8 +3,9 @@
 Two checks: the scheduler still runs (expiry sweeps, outbox delivery, port
 polling depend on it), and the HTTP server answers a real request over
 loopback. Every endpoint requires authentication, so the probe sends none and
-expects the 401 challenge: that answer goes through waitress, a worker
-thread, Flask and the auth hook without the probe holding a password.
+expects the 401 challenge: that answer goes through waitress's loop, the
+front door's decision pool and a worker thread (the ones Flask runs on)
+without the probe holding a password.
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """SIGHUP: read the configuration again and apply what is safe to change live.
 
-Safe: what each request or exposure reads afresh (users, log level, image
-lifetime and quota, acquisition options, forwarding rules, and the TLS
-certificate for new connections when HTTPS is on). Not safe without
+Safe: what each request or exposure reads afresh (users and roles, log level, image
+lifetime and quota, acquisition options, forwarding rules, the host names
+a request may give, and the TLS certificate for new connections when HTTPS
+is on). Not safe without
 a restart: what was built once at start (the listening socket and its
 threads, the drivers, the state folder, the forward targets with their
 connections and deliveries in flight). Those changes are named in the log
@@ -14,7 +15,7 @@ import dataclasses
 import logging
 from typing import Callable
 
-from sensord.daemon.api import auth
+from sensord.daemon.api import auth, roles
 from sensord.daemon.forward import filter_spec
 from sensord.daemon.settings import Settings, SettingsError
 
@@ -25,11 +26,12 @@ log = logging.getLogger("sensord")
 
 RELOADABLE = frozenset({
     "log.level", "log.loggers",
-    "auth.users", "auth.realm",
+    "auth.users", "auth.realm", "auth.roles",     # read by each request (a role taken away at once)
     "store.lifetime_seconds", "store.quota_mb",
-    "images.png_compression", "images.jpeg_quality",
+    "images.png_compression", "images.jpeg_quality", "images.max_info_kb",
     "acquisition.hash_alg", "acquisition.gamma", "acquisition.preview_max", "acquisition.min_free_mb",
     "forward.rules",
+    "server.allowed_hosts",     # read by each request's Host check
 })
 
 
@@ -93,7 +95,8 @@ def reload(daemon, load: Callable[[], Settings], front=None) -> list[str]:
     settings = _merge(daemon.settings, new, now)
     logsetup.apply_levels(settings.log)
     daemon.auth.set_users(auth.ensure_users(settings.auth.users, settings.state_dir),
-                          realm=settings.auth.realm)
+                          realm=settings.auth.realm,
+                          roles=roles.effective_roles(settings.auth.users, settings.auth.roles, auth.DEFAULT_USER))
     daemon.store.lifetime = settings.store.lifetime_seconds
     daemon.store.quota_bytes = settings.store.quota_mb << 20
     acq = settings.acquisition

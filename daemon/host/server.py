@@ -5,6 +5,11 @@ them from another thread races its ``select``. Here the loop polls until
 ``stop()`` is asked for and does the closing itself: the listener at once,
 then each connection as soon as it has no request in progress, until none
 is left or the deadline passes.
+
+What a connection must do before its request reaches the app (headers in
+time, credentials before the body, bodies within the limit) is the front
+door's (host/front_door.py); how many connections fit in the process's file
+descriptors is descriptors.py's.
 """
 from __future__ import annotations
 
@@ -15,13 +20,20 @@ import time
 from typing import Any
 
 from waitress import wasyncore
-from waitress.server import BaseWSGIServer, create_server
+from waitress.adjustments import Adjustments
+from waitress.task import ThreadedTaskDispatcher
 
+from . import descriptors
+from .front_door import Door, FrontDoorServer
 from .tls import TlsFront, load_context
 
 log = logging.getLogger("sensord.server")
 
 POLL = 0.05         # seconds between looks at the connections while draining
+TURN = 0.5          # longest wait of the serving loop, so deadlines are kept to within it
+# poll(), not waitress's default select(): select cannot watch a descriptor
+# numbered 1024 or above, and a thousand connections reach that.
+USE_POLL = True
 
 
 class Server:
@@ -39,17 +51,26 @@ class Server:
         # trigger and one channel per connection. (waitress would make the same
         # empty dict itself; owning it saves reading its private ``_map``.)
         self._map: dict[int, Any] = {}
-        server = create_server(
-            app,
-            map=self._map,
+        # Every open event stream holds a thread: give them their own.
+        threads = cfg.threads + settings.acquisition.max_subscribers
+        # Behind the TLS front a connection holds three descriptors, not one.
+        budget = descriptors.connection_budget(cfg.max_connections, per_connection=3 if context else 1,
+                                               threads=threads)
+        adj = Adjustments(
             host="127.0.0.1" if context else host,
             port=0 if context else port,
             url_scheme="https" if context else "http",     # the URLs the API hands out
-            # Every open event stream holds a thread: give them their own.
-            threads=cfg.threads + settings.acquisition.max_subscribers,
+            threads=threads,
             channel_request_lookahead=1,   # lets a stream notice a client that left
-            # A little above Flask's limit so that Flask answers 413 with a JSON body.
+            # The front door answers a Content-Length over the limit (413,
+            # JSON); this bound, a little above it, leaves room for the
+            # framing of a chunked body, which Flask then bounds exactly.
             max_request_body_size=(cfg.max_upload_mb << 20) + (1 << 20),
+            # The map also holds the listener and its trigger; connections
+            # beyond the budget wait in the listen backlog.
+            connection_limit=budget + 2,
+            backlog=1024,
+            asyncore_use_poll=USE_POLL,
             ident="sensord",
             clear_untrusted_proxy_headers=True,
             channel_timeout=120,
@@ -60,17 +81,30 @@ class Server:
             inbuf_overflow=64 << 20,
             outbuf_overflow=64 << 20,
         )
-        if not isinstance(server, BaseWSGIServer):
-            # The host resolved to several addresses: waitress then listens on
-            # each through a MultiSocketServer, which this loop cannot drive.
-            server.close()
+        if len(adj.listen) != 1:
+            # waitress would listen on each address through a
+            # MultiSocketServer, which this loop cannot drive.
             raise ValueError(f"server.host {host!r} resolves to more than one address; name one")
+        door = Door(app.extensions["sensord"], scheme=adj.url_scheme,
+                    header_timeout=cfg.header_timeout_seconds, max_upload_mb=cfg.max_upload_mb)
+        dispatcher = ThreadedTaskDispatcher()
+        dispatcher.set_thread_count(adj.threads)
+        try:
+            server = FrontDoorServer(app, self._map, door=door, adj=adj, dispatcher=dispatcher)
+        except BaseException:
+            door.close()
+            dispatcher.shutdown(timeout=1)
+            raise
         self._server = server
         if context is not None:
             try:
-                self.front = TlsFront(context, host, port, backend=("127.0.0.1", self._server.effective_port))  # type: ignore[attr-defined]  # set by BaseWSGIServer.__init__; missing from types-waitress
+                backend = ("127.0.0.1", self._server.effective_port)  # type: ignore[attr-defined]  # set by BaseWSGIServer.__init__; missing from types-waitress
+                self.front = TlsFront(context, host, port, backend=backend,
+                                      handshake_timeout=cfg.tls_handshake_seconds, max_connections=budget)
             except OSError:
                 self._server.close()
+                door.close()
+                dispatcher.shutdown(timeout=1)
                 raise
         self._accepting = True
         self._stop_accepting = threading.Event()
@@ -92,7 +126,8 @@ class Server:
             self.front.start()
         try:
             while not self._stop.is_set():
-                server.asyncore.loop(timeout=1.0, map=self._map, count=1)
+                server.asyncore.loop(timeout=TURN, map=self._map, count=1, use_poll=USE_POLL)
+                server.tend()       # (the listener does it too, but not once it is closed)
                 if self._stop_accepting.is_set():
                     self._close_listener()
             self._close_listener()
@@ -115,6 +150,7 @@ class Server:
             # types-waitress types the timeout as int and ``trigger`` as int; waitress
             # adds the timeout to time.time(), and ``trigger`` is a waitress.trigger.trigger.
             server.task_dispatcher.shutdown(timeout=max(0.5, min(5.0, self._deadline - time.monotonic())))  # type: ignore[arg-type]
+            server.door.close()     # (before the trigger it pulls)
             server.trigger.close()  # type: ignore[attr-defined]
             if self.front is not None:
                 self.front.stop()
@@ -131,12 +167,13 @@ class Server:
         """Close connections as they fall idle; return once none is left or at the deadline."""
         server = self._server
         while time.monotonic() < self._deadline:
+            server.tend()       # (the closed listener no longer does it each turn)
             for channel in self._channels():
                 if _idle(channel):
                     channel.handle_close()
             if not self._channels():
                 return
-            server.asyncore.loop(timeout=POLL, map=self._map, count=1)
+            server.asyncore.loop(timeout=POLL, map=self._map, count=1, use_poll=USE_POLL)
 
     def stop_accepting(self) -> None:
         """Close the listening socket (from the loop's thread); keep serving open connections."""
@@ -166,6 +203,8 @@ class Server:
 def _idle(channel) -> bool:
     """No request being received, none queued or running, nothing left to
     send, and no bytes of a next request waiting unread in the socket."""
+    if channel.linger_until is not None:
+        return True         # answered; only draining what the client still sends
     if channel.request is not None or channel.requests or channel.total_outbufs_len:
         return False
     try:

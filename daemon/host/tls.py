@@ -64,13 +64,19 @@ class TlsFront:
 
     Binds at construction (a busy port raises OSError there, port 0 is resolved
     at once); ``start()`` serves from a daemon thread named "tls-front".
+
+    A connection that has not finished its handshake within
+    ``handshake_timeout`` seconds is closed. At most ``max_connections`` are
+    open at once (each holds descriptors); the next ones wait in the listen
+    backlog until one ends.
     """
 
     def __init__(self, context: ssl.SSLContext, host: str, port: int, backend: tuple[str, int],
-                 *, handshake_timeout: float = 10.0):
+                 *, handshake_timeout: float = 10.0, max_connections: int = 1000):
         self._context, self._backend, self._handshake_timeout = context, backend, handshake_timeout
+        self._slots = asyncio.Semaphore(max_connections)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.create_server((host, port), family=family, backlog=128)
+        self._sock = socket.create_server((host, port), family=family, backlog=1024)
         self._sock.setblocking(False)
         self._port = self._sock.getsockname()[1]
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -152,15 +158,24 @@ class TlsFront:
     async def _accept(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            await self._slots.acquire()     # beyond the budget, wait in the backlog
             try:
                 conn, peer = await loop.sock_accept(self._sock)
             except OSError as exc:      # out of file descriptors and the like: do not spin
+                self._slots.release()
                 log.warning("accepting a TLS connection failed: %s", exc)
                 await asyncio.sleep(0.5)
                 continue
+            except BaseException:       # cancelled: stop() or stop_accepting()
+                self._slots.release()
+                raise
             task = asyncio.create_task(self._serve(conn, peer))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
 
     async def _serve(self, conn: socket.socket, peer) -> None:
         # Our own accept and handshake (not start_server's) keep a handshaking

@@ -3,6 +3,7 @@
 Layout under ``<state_dir>/resources``::
 
     <id>/resource.json   what GET /images/{id} reports, with epoch timestamps
+    <id>/index.json      resource.json without the imageInfo: what start reads
     <id>/media.png       the uploaded bytes, unchanged
     .new-<id>/           a resource being written (removed at start: a crash
                          mid-upload leaves no half resource)
@@ -12,6 +13,12 @@ A resource is written whole in ``.new-<id>``, each file fsynced, then renamed
 to ``<id>`` and the folder fsynced: a 201 means the bytes are on disk.
 A resource linked to a modality session has no media of its own; its pixels
 are looked up in the session when a filter runs.
+
+Only the index (id, times, size, link, owner: a few hundred bytes each) is
+kept in memory. An imageInfo may be as large as ``images.max_info_kb``, so
+it stays on disk and resource.json is read when a resource is asked for:
+start-up time and memory grow with the number of resources, not with what
+their clients wrote into them.
 """
 from __future__ import annotations
 
@@ -40,6 +47,7 @@ log = logging.getLogger("sensord.store")
 
 MEDIA = "media.png"
 META = "resource.json"
+INDEX = "index.json"
 
 
 class QuotaExceeded(ServiceError):
@@ -61,6 +69,9 @@ class Resource:
     image_info: dict
     modality_session: dict | None
     size: int
+    # The user who created it, kept in the record (not in to_json: not part
+    # of the wire format); "" for a record written before owners were kept.
+    owner: str = ""
 
     @property
     def linked(self) -> bool:
@@ -81,7 +92,7 @@ class Resource:
         return json.dumps({
             "id": self.id, "mediaType": self.media_type, "createdOn": self.created_on,
             "expires": self.expires, "imageInfo": self.image_info,
-            "modalitySession": self.modality_session, "size": self.size,
+            "modalitySession": self.modality_session, "size": self.size, "owner": self.owner,
         }, separators=(",", ":")).encode()
 
     @classmethod
@@ -89,7 +100,33 @@ class Resource:
         m = json.loads(data)
         return cls(id=m["id"], media_type=m["mediaType"], created_on=float(m["createdOn"]),
                    expires=float(m["expires"]), image_info=m["imageInfo"],
-                   modality_session=m.get("modalitySession"), size=int(m["size"]))
+                   modality_session=m.get("modalitySession"), size=int(m["size"]),
+                   owner=str(m.get("owner") or ""))
+
+
+@dataclass(frozen=True)
+class Indexed:
+    """What the store keeps in memory of a resource: enough to find, expire
+    and account for it. ``record`` is resource.json without the imageInfo
+    (what index.json holds), so any other small field, an owner, is at hand."""
+
+    id: str
+    expires: float
+    size: int
+    record: dict
+
+    @classmethod
+    def of(cls, record: dict) -> "Indexed":
+        small = {k: v for k, v in record.items() if k != "imageInfo"}
+        return cls(id=str(small["id"]), expires=float(small["expires"]), size=int(small["size"]), record=small)
+
+    @property
+    def linked(self) -> bool:
+        return self.record.get("modalitySession") is not None
+
+
+def _index_bytes(meta: bytes) -> bytes:
+    return json.dumps(Indexed.of(json.loads(meta)).record, separators=(",", ":")).encode()
 
 
 class ResourceStore:
@@ -103,7 +140,7 @@ class ResourceStore:
         self._decode = decode
         # Shared with the session images under one budget; our keys are resource ids.
         self._cache = pixel_cache.scope("resources")
-        self._index: dict[str, Resource] = {}
+        self._index: dict[str, Indexed] = {}
         self._used = 0
         self._lock = threading.Lock()
 
@@ -118,10 +155,12 @@ class ResourceStore:
                 shutil.rmtree(entry, ignore_errors=True)
                 continue
             try:
-                res = Resource._from_meta((entry / META).read_bytes())
+                res = self._read_index(entry)
+                if res.id != entry.name:
+                    raise ValueError(f"its record names resource {res.id!r}")
                 if not res.linked and not (entry / MEDIA).is_file():
                     raise FileNotFoundError(MEDIA)
-            except (OSError, ValueError, KeyError, TypeError) as err:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
                 log.warning("removing unreadable resource %s (%s)", entry.name, err)
                 shutil.rmtree(entry, ignore_errors=True)
                 continue
@@ -132,6 +171,18 @@ class ResourceStore:
             self._used += res.size
         log.info("store %s: %d resources, %.1f MiB", self.root, len(self._index), self._used / 2**20)
 
+    @staticmethod
+    def _read_index(folder: Path) -> Indexed:
+        """index.json; resource.json (read whole) where there is none: a store
+        written before index.json existed, or an index.json that cannot be read."""
+        try:
+            return Indexed.of(json.loads((folder / INDEX).read_bytes()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            record = Indexed.of(json.loads((folder / META).read_bytes()))
+        if not (folder / META).is_file():
+            raise FileNotFoundError(META)
+        return record
+
     def close(self) -> None:
         pass   # every write is already durable; nothing to flush
 
@@ -141,18 +192,18 @@ class ResourceStore:
 
     # -- create ------------------------------------------------------------
     def create(self, *, image_info: dict, media: bytes, pixels: np.ndarray | None = None,
-               media_type: str = "image/png") -> Resource:
-        return self._create(image_info, None, media, media_type, pixels)
+               media_type: str = "image/png", owner: str = "") -> Resource:
+        return self._create(image_info, None, media, media_type, pixels, owner)
 
-    def create_linked(self, *, image_info: dict, session_id: str, image_id: str) -> Resource:
+    def create_linked(self, *, image_info: dict, session_id: str, image_id: str, owner: str = "") -> Resource:
         link = {"sessionId": session_id, "imageId": image_id}
-        return self._create(image_info, link, None, "image/png", None)
+        return self._create(image_info, link, None, "image/png", None, owner)
 
-    def _create(self, image_info, link, media, media_type, pixels) -> Resource:
+    def _create(self, image_info, link, media, media_type, pixels, owner="") -> Resource:
         now = self.clock()
         rid = str(uuid.uuid4())
         res = Resource(id=rid, media_type=media_type, created_on=now, expires=now + self.lifetime,
-                       image_info=image_info, modality_session=link, size=0)
+                       image_info=image_info, modality_session=link, size=0, owner=owner)
         size = len(res._meta()) + 32 + (len(media) if media is not None else 0)
         res = dataclasses.replace(res, size=size)
         self._reserve(size)
@@ -161,19 +212,34 @@ class ResourceStore:
             tmp.mkdir()
             if media is not None:
                 write_file(tmp / MEDIA, media)
-            write_file(tmp / META, res._meta())
+            meta = res._meta()
+            write_file(tmp / META, meta)
+            write_file(tmp / INDEX, _index_bytes(meta))   # derived from META, so written after it
             fsync_dir(tmp)
             os.rename(tmp, self.root / rid)
             fsync_dir(self.root)
         except BaseException as err:
-            shutil.rmtree(tmp, ignore_errors=True)
+            # By name first: rmtree must open the folder to list it, which
+            # fails when the process is out of file descriptors (EMFILE);
+            # unlink and rmdir need none.
+            for name in (MEDIA, META, INDEX):
+                try:
+                    (tmp / name).unlink(missing_ok=True)
+                except OSError:
+                    pass
+            try:
+                tmp.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
             with self._lock:
                 self._used -= size
             if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StoreFull(f"not enough storage: {err}") from err
             raise
         with self._lock:
-            self._index[rid] = res
+            self._index[rid] = Indexed.of(json.loads(meta))
         if pixels is not None:
             self._cache.put(rid, pixels)
         log.info("stored resource %s (%.1f MiB)", rid, size / 2**20)
@@ -192,13 +258,28 @@ class ResourceStore:
             f"{self.quota_bytes / 2**20:.0f} MiB ({self._used / 2**20:.1f} MiB in use)")
 
     # -- read --------------------------------------------------------------
-    def get(self, rid: str) -> Resource | None:
-        """The live resource, or None if unknown or expired."""
+    def _live(self, rid: str) -> Indexed | None:
         with self._lock:
-            res = self._index.get(rid)
-        if res is None or res.expires <= self.clock():
+            entry = self._index.get(rid)
+        if entry is None or entry.expires <= self.clock():
             return None
-        return res
+        return entry
+
+    def get(self, rid: str) -> Resource | None:
+        """The live resource, or None if unknown or expired.
+
+        Read from resource.json each time: only ids in the index are looked
+        up, so a client's id never names a path of its own choosing.
+        """
+        if self._live(rid) is None:
+            return None
+        try:
+            return Resource._from_meta((self.root / rid / META).read_bytes())
+        except FileNotFoundError:
+            return None     # deleted or swept since the index was read
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("resource %s: cannot read its %s (%s)", rid, META, err)
+            return None
 
     def media_path(self, res: Resource) -> Path:
         return self.root / res.id / MEDIA
@@ -222,7 +303,7 @@ class ResourceStore:
     # -- remove ------------------------------------------------------------
     def delete(self, rid: str) -> bool:
         """Remove a resource; False if it was unknown or had already expired."""
-        res = self.get(rid)
+        res = self._live(rid)
         self._remove(rid)
         return res is not None
 

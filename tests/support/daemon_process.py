@@ -18,8 +18,11 @@ MODALITY = "/api/dsio/modality/v1"
 
 
 class DaemonProcess:
-    def __init__(self, folder: Path, config: str, *, env: dict | None = None, cert: str | None = None):
-        """``cert``: the daemon serves HTTPS with it (``config`` names it too); the client trusts it."""
+    def __init__(self, folder: Path, config: str, *, env: dict | None = None, cert: str | None = None,
+                 preexec_fn=None):
+        """``cert``: the daemon serves HTTPS with it (``config`` names it too); the client trusts it.
+        ``preexec_fn``: run in the child before the daemon starts (e.g. to lower a limit)."""
+        self.preexec_fn = preexec_fn
         self.folder = folder
         self.config = folder / "sensord.toml"
         self.state = folder / "state"
@@ -38,8 +41,11 @@ class DaemonProcess:
         self.proc: subprocess.Popen | None = None
 
     def write_config(self, extra: str) -> None:
-        """The test user, then ``extra`` TOML (which must not repeat [auth.users])."""
-        self.config.write_text(f'[auth.users]\n{USER} = "{_password_hash()}"\n\n{extra}\n')
+        """The test user, then ``extra`` TOML (which must not repeat [auth.users]
+        nor [auth.roles]), then the test user's role: operator, last so that
+        ``extra`` may go on with [auth.users]."""
+        self.config.write_text(f'[auth.users]\n{USER} = "{_password_hash()}"\n\n{extra}\n'
+                               f'\n[auth.roles]\n"{USER}" = "operator"\n')
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -49,7 +55,7 @@ class DaemonProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "sensord.daemon.host.cli", "serve", "--config", str(self.config),
                  "--port", str(self.port), "--state-dir", str(self.state)],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn)
         if not wait_until(lambda: self.up() or self.proc.poll() is not None, timeout) or not self.up():
             raise AssertionError(f"the daemon did not come up (exit {self.proc.poll()}):\n{self.log()}")
 

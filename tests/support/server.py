@@ -14,7 +14,8 @@ from sensord.daemon.host.server import Server
 from sensord.daemon.service import Sensord
 from sensord.daemon.settings import from_mapping
 
-USER, PASSWORD = "dentist", "correct horse battery staple"
+USER, PASSWORD = "dentist", "correct horse battery staple"   # an operator: most tests drive devices
+CLIENT, CLIENT_PASSWORD = "imaging", "another correct horse"    # a client: the imaging software's role
 
 
 @functools.cache
@@ -22,8 +23,19 @@ def _password_hash() -> str:
     return hash_password(PASSWORD)
 
 
+@functools.cache
+def client_password_hash() -> str:
+    return hash_password(CLIENT_PASSWORD)
+
+
+def default_users() -> dict:
+    """[auth.users] of the tests: the operator and the client."""
+    return {USER: _password_hash(), CLIENT: client_password_hash()}
+
+
 def make_settings(state_dir: Path, **sections):
-    data = {"store": {"state_dir": str(state_dir)}, "auth": {"users": {USER: _password_hash()}},
+    data = {"store": {"state_dir": str(state_dir)},
+            "auth": {"users": default_users(), "roles": {USER: "operator"}},
             "server": {"port": 0, "threads": 8}, "acquisition": {"max_subscribers": 16},
             "drivers": {"urls": ["sim://?time_scale=0.01&seed=5"]}}
     for name, table in sections.items():
@@ -47,6 +59,12 @@ class Running:
 
     def url(self, path: str) -> str:
         return self.base + path
+
+    def as_user(self, user: str, password: str) -> "Running":
+        """The same daemon, with ``.http`` logged in as another user (role tests)."""
+        view = Running(self.daemon, self.server)
+        view.http.auth = (user, password)
+        return view
 
 
 @contextlib.contextmanager
