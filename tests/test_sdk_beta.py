@@ -43,59 +43,30 @@ still refused.
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
-import requests
 
 from sensord import filters
-from sensord.daemon.api.auth import hash_password
 from sensord.daemon.dsio.imageinfo import lut_from_info
 from sensord.filters.lut import Lut
 from sensord.filters.png import decode_gray16
 from tests.support import dotnet_client as dn
 from tests.support import images
-from tests.support.server import PASSWORD, USER
-
-MODALITY = "/api/dsio/modality/v1/"
-FILTERS = "/api/dsio/filters/v1/"
-ADMIN = "/api/sensord/v1"
+from tests.support.sdk_daemon import (
+    BIG,
+    FILTERS,
+    MODALITY,
+    control,
+    ensure_success,
+    sdk,
+    start,
+)
 
 LUT = Lut.from_info(images.LUT_INFO)
 # A second, different map: linear-ish, not inverted, on 14 bits.
 OTHER_LUT_INFO = {"gamma": 1.6, "slope": 60000.0, "offset": 1000.0, "totalGrays": 16384,
                   "minimumGray": 200, "maximumGray": 15000}
 OTHER_LUT = Lut.from_info(OTHER_LUT_INFO)
-BIG = {"max_width": 8192, "max_height": 8192}
-# The SDK runs as the imaging software, a client; exposing the simulated
-# sensor is sensord's own control, an operator's.
-OPERATOR, OPERATOR_PASSWORD = "operator-on-duty", "operator's own password"
-
-
-@functools.cache
-def _users() -> dict:
-    return {USER: hash_password(PASSWORD), OPERATOR: hash_password(OPERATOR_PASSWORD)}
-
-
-def start(serve, **sections):
-    return serve(auth={"users": _users(), "roles": {OPERATOR: "operator"}}, **sections)
-
-
-def control(srv, device_id: str, action: str) -> None:
-    response = requests.post(srv.url(f"{ADMIN}/devices/{device_id}/{action}"),
-                             auth=(OPERATOR, OPERATOR_PASSWORD), timeout=30)
-    assert response.status_code == 200, response.text
-
-
-def sdk(srv, base: str) -> dn.DotNetHttpClient:
-    return dn.DotNetHttpClient(srv.base + base, USER, PASSWORD)
-
-
-def ensure_success(response: dn.Response, status: int) -> dn.Response:
-    assert response.is_success, response
-    assert response.status == status, response
-    return response
 
 
 def read(response: dn.Response, tp, status: int = 200):
