@@ -40,6 +40,20 @@ class SensorState(enum.StrEnum):
 FAULTS = frozenset({SensorState.NO_HARDWARE, SensorState.NO_SENSOR, SensorState.LOW_BATTERY,
                     SensorState.ERROR})
 
+# The detail of an *idle report*: ``StateEvent(device_id, SensorState.INITIALIZING,
+# IDLE_DETAIL)`` says the device is initialized, healthy and holds no arm, so
+# it can take an ``arm()`` now. (The API has no state of its own for an idle
+# device; the session shows Initializing until the arm's Ready.) A driver must
+# send one when its device becomes idle after any of: a fault it reported
+# (NoHardware, NoSensor, LowBattery, Error), an Initializing it reported
+# (warm-up, calibration), an ``arm()`` it refused (DriverError, e.g. BUSY),
+# or an arm the device lost on its own; otherwise the daemon never learns that
+# it may arm again. One more than needed is harmless: the daemon re-arms, and
+# an armed device answers Ready. A device that accepts ``arm()`` while it
+# initializes and keeps the arm (``sim://`` by default) needs none: the daemon
+# arms on every non-fault state it hears.
+IDLE_DETAIL = "idle"
+
 
 @dataclass(frozen=True)
 class Sensor:
@@ -95,6 +109,11 @@ class StateEvent:
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", SensorState(self.state))
 
+    @property
+    def is_idle(self) -> bool:
+        """An idle report (see ``IDLE_DETAIL``): initialized, unarmed, ready to be armed."""
+        return self.state == SensorState.INITIALIZING and self.detail == IDLE_DETAIL
+
 
 @dataclass(frozen=True)
 class FrameEvent:
@@ -140,7 +159,12 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     def arm(self, device_id: str, *, binning: bool = False) -> None:
-        """Prepare the sensor for an exposure; it reports Ready when armed."""
+        """Prepare the sensor for an exposure; it reports Ready when armed.
+
+        A refusal (DriverError: busy, no sensor, fault...) obliges the driver
+        to report when the device can take an arm: an idle report (``IDLE_DETAIL``),
+        Ready, or the Initializing of a warm-up that ends in one of them.
+        """
 
     @abc.abstractmethod
     def disarm(self, device_id: str) -> None:

@@ -13,7 +13,7 @@ from typing import Optional
 from urllib.parse import parse_qsl, urlsplit
 
 from . import serial_wire as w
-from .base import Device, Sensor, SensorState
+from .base import IDLE_DETAIL, Device, Sensor, SensorState
 
 DEFAULTS = {
     "baudrate": 921600,
@@ -26,13 +26,20 @@ DEFAULTS = {
     "removal_grace": 3.0,      # port path absent this long: device removed
     "stall_timeout": 0.3,      # quiet line with a half message buffered: drop it
 }
+# Device ids: uuid5(_NAMESPACE, "<port path>|<interface serial>"); the
+# namespace is 96c4ae08-1951-5252-8d7b-0e7c68fd5480, as SERIAL_PROTOCOL.md says.
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "sensord:serial")
 
-# Same conventions as drivers/sim.py: Ready means armed; an idle (unarmed)
-# device reports nothing, except Initializing when it appears or a fault clears.
-_STATE_NAMES: dict[int, Optional[tuple[SensorState, str]]] = {
+# An IDLE device is reported with base.py's *idle report*: unarmed, able to
+# take an ARM now. Sent on every change into IDLE (warm-up done, fault
+# cleared, sensor back, readout over, disarmed), so the daemon knows when to
+# arm (again).
+IDLE_STATE = (SensorState.INITIALIZING, IDLE_DETAIL)
+
+# Same conventions as drivers/sim.py: Ready means armed.
+_STATE_NAMES: dict[int, tuple[SensorState, str]] = {
     w.DeviceState.INITIALIZING: (SensorState.INITIALIZING, ""),
-    w.DeviceState.IDLE: None,
+    w.DeviceState.IDLE: IDLE_STATE,
     w.DeviceState.ARMED: (SensorState.READY, ""),
     w.DeviceState.READING: (SensorState.READING, ""),
     w.DeviceState.ERROR: (SensorState.ERROR, "sensor reports an error"),
@@ -79,8 +86,8 @@ def device_from(path: str, ident: w.Ident, status: Optional[w.Status]) -> Device
         sensor=sensor, battery_percent=battery_percent(status) if ident.battery_powered else None)
 
 
-def status_state(msg: w.Status) -> Optional[tuple[SensorState, str]]:
-    """(state, detail) a STATUS reports, or None for idle (nothing of its own to say)."""
+def status_state(msg: w.Status) -> tuple[SensorState, str]:
+    """(state, detail) a STATUS reports; ``IDLE_STATE`` for an idle device."""
     if msg.state == w.DeviceState.NO_SENSOR:
         return SensorState.NO_SENSOR, ""
     if msg.battery_low and msg.state != w.DeviceState.READING:

@@ -49,13 +49,20 @@ class FrameAssembler:
     """Collects the CHUNKs of one exposure; ``finish`` returns the pixels or raises.
 
     Chunks must arrive exactly in order (seq 0, 1, 2, ... at contiguous
-    offsets). The first gap, duplicate or stray chunk marks the frame failed;
-    later chunks are ignored, and ``finish`` raises FrameError with the first
-    reason, so a half image can never come out.
+    offsets); their sizes are free, so a chunk may end inside a pixel. The
+    first gap, duplicate or stray chunk marks the frame failed; later chunks
+    are ignored, and ``finish`` raises FrameError with the first reason, so a
+    half image can never come out. A whole frame with a sample at or above
+    ``2**bits`` (the sensor's significant bits) is rejected too: the device
+    is not sending what it described (wrong bit depth or byte order, memory
+    damage before the CRC was computed).
     """
 
-    def __init__(self, start: ExposureStart):
+    def __init__(self, start: ExposureStart, *, bits: int = 16):
+        if not 1 <= bits <= 16:
+            raise ValueError(f"bits must be in 1..16, got {bits}")
         self.start = start
+        self.bits = bits
         self._buf = bytearray(start.total_bytes)
         self._next_seq = 0
         self._next_off = 0
@@ -107,5 +114,14 @@ class FrameAssembler:
         if self._crc != end.crc32:
             raise FrameError("frame CRC mismatch")
         pixels = np.frombuffer(self._buf, dtype="<u2").reshape(s.height, s.width)
-        return pixels.astype(np.uint16)   # native byte order, owns its memory
+        pixels = pixels.astype(np.uint16)   # native byte order, owns its memory
+        if self.bits < 16:
+            limit = 1 << self.bits
+            over = pixels >= limit
+            count = int(np.count_nonzero(over))
+            if count:
+                row, col = divmod(int(np.argmax(over)), s.width)
+                raise FrameError(f"{count} pixel value(s) at or above 2^{self.bits} = {limit}, "
+                                 f"first {int(pixels[row, col])} at row {row}, column {col}")
+        return pixels
 

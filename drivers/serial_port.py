@@ -28,7 +28,6 @@ import serial
 
 from . import serial_wire as w
 from .base import (
-    FAULTS,
     Device,
     DeviceEvent,
     Driver,
@@ -38,6 +37,7 @@ from .base import (
     StateEvent,
 )
 from .serial_device import (
+    IDLE_STATE,
     battery_percent,
     device_from,
     parse_options,
@@ -98,8 +98,8 @@ class SerialDriver(Driver):
         self._status: Optional[w.Status] = None
         self._frame: Optional[FrameAssembler] = None
         self._read_started = 0.0
-        self._last_state: Optional[tuple] = None
-        self._fault_shown = True               # the daemon's view is a fault, or empty
+        self._last_state: Optional[tuple] = None   # last (state, detail) emitted
+        self._state_owed = False               # an ARM was acknowledged: report the next state
         self._last_rx = self._last_poll = self._next_open = 0.0
         self._gone_since: Optional[float] = None
         self.stats = {"frames": 0, "frames_rejected": 0, "link_losses": 0}
@@ -338,7 +338,7 @@ class SerialDriver(Driver):
                 pending = self._pending.get(msg.tag)
             if pending is not None and (isinstance(msg, w.ErrorMsg) or msg.request == pending.request):
                 if isinstance(msg, w.Ack) and msg.request == w.T.ARM and msg.result == w.ErrorCode.OK:
-                    self._last_state = None     # every arm gets its Ready, even if already armed
+                    self._state_owed = True     # every arm gets its Ready, even if already armed
                     self._send(w.GetStatus())
                 pending.reply = msg
                 pending.event.set()
@@ -355,6 +355,10 @@ class SerialDriver(Driver):
                 self._report(self._status)
         elif isinstance(msg, w.Status):
             self._on_status(msg)
+        elif isinstance(msg, w.ErrorMsg) and msg.code == w.ErrorCode.READOUT_ABORTED:
+            # The device gave up its readout (no FRAME_END follows): the frame
+            # under way, if its EXPOSURE came at all, is lost; the arm is spent.
+            self._reject(f"readout aborted by the device: {msg.text}".rstrip(": "))
         elif isinstance(msg, w.ErrorMsg):
             detail = f"device error {w.code_name(msg.code)}: {msg.text}".rstrip(": ")
             self._emit_state(SensorState.ERROR, detail)
@@ -362,7 +366,8 @@ class SerialDriver(Driver):
         elif isinstance(msg, w.ExposureStart):
             if self._frame is not None:
                 self._reject(f"frame {self._frame.start.frame_id} abandoned by a new exposure")
-            self._frame = FrameAssembler(msg)
+            sensor = self._device.sensor if self._device is not None else None
+            self._frame = FrameAssembler(msg, bits=sensor.bits if sensor is not None else 16)
             self._read_started = now
             self._emit_state(SensorState.READING, "")
         elif isinstance(msg, w.Chunk):
@@ -390,10 +395,11 @@ class SerialDriver(Driver):
 
     def _reject(self, why: str) -> None:
         # Not a hardware fault: the device is fine (and idle, one exposure per
-        # arm); the daemon re-arms for the retake.
+        # arm); the STATUS asked for here reports it idle, and the daemon
+        # re-arms for the retake.
         self._frame = None
         self.stats["frames_rejected"] += 1
-        self._emit_state(SensorState.ERROR, f"frame rejected: {why}", fault=False)
+        self._emit_state(SensorState.ERROR, f"frame rejected: {why}")
         self._send(w.GetStatus())
 
     def _on_status(self, msg: w.Status) -> None:
@@ -414,12 +420,9 @@ class SerialDriver(Driver):
         self._report(msg)
 
     def _report(self, msg: w.Status) -> None:
-        state = status_state(msg)
-        if state is None:   # idle: silent, unless the daemon still shows a fault
-            if not self._fault_shown:
-                return
-            state = SensorState.INITIALIZING, "idle"
-        self._emit_state(*state)
+        # Every change of the reported state is emitted, idle included: an
+        # idle device can take an ARM, which the daemon needs to hear.
+        self._emit_state(*status_state(msg))
 
     def _link_up(self, ident: w.Ident, status: w.Status) -> None:
         self._probe = None
@@ -428,7 +431,7 @@ class SerialDriver(Driver):
         with self._lock:
             self._up = True
         self._publish(device_from(self.path, ident, status), reconnect=True)
-        self._last_state, self._fault_shown = None, True   # a fresh device needs a state
+        self._last_state = None     # a fresh device needs a state
         self._report(status)
         self._first_attempt.set()
 
@@ -445,11 +448,17 @@ class SerialDriver(Driver):
         elif reconnect or device != old:
             self.emit(DeviceEvent("changed", device))
 
-    def _emit_state(self, state: SensorState, detail: str, *, fault: Optional[bool] = None) -> None:
-        if self._device is None or (state, detail) == self._last_state:
+    def _emit_state(self, state: SensorState, detail: str) -> None:
+        owed, self._state_owed = self._state_owed, False
+        if self._device is None:
+            return
+        # After an acknowledged ARM the state is reported even if unchanged
+        # (Ready again, LowBattery), but an idle report never twice: a device
+        # that acknowledged an ARM and still says IDLE would make the daemon
+        # arm again, and again.
+        if (state, detail) == self._last_state and (not owed or (state, detail) == IDLE_STATE):
             return
         self._last_state = (state, detail)
-        self._fault_shown = state in FAULTS if fault is None else fault
         self.emit(StateEvent(self._device.device_id, state, detail))
 
 

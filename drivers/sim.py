@@ -6,19 +6,29 @@ URL syntax (parsed and documented in :mod:`drivers.sim_catalog`)::
     sim://?devices=N                        the first N of the default order
     sim://?models=supreme2,velocity1w       exactly these (w: wireless)
     ...&seed=N&dead_pixels=N&time_scale=F   time_scale 0.01: 100x faster
+    ...&busy_init=1                         arm() while Initializing: BUSY
 
 States and events
 -----------------
-Fault states (NoHardware, NoSensor, LowBattery) are always reported. The
-progress states (Initializing, Ready, Reading) describe the way to an
+Fault states (NoHardware, NoSensor, LowBattery, Error) are always reported.
+The progress states (Initializing, Ready, Reading) describe the way to an
 exposure. A device that is initialized but not armed is *idle* and reports
-nothing: the daemon shows its own NoAcquisitionInfo then. Sequences::
+nothing, except when it owes the daemon word that it can be armed: after it
+refused an ``arm()`` or lost an arm on its own (fault, recalibration, a
+sensor pulled with ``keep_arm=False``), and with ``busy_init`` after every
+warm-up. It then sends the *idle report*, ``Initializing`` with detail
+``idle`` (drivers/base.py ``IDLE_DETAIL``), when it becomes idle (Ready
+instead if it holds an arm). Sequences (``idle``: that report)::
 
     start          added, Initializing        per device; idle after ~0.6 s
     arm            Initializing, Ready        ~0.3 s; just Ready if already Ready;
                                               during start-up Ready when it ends;
                                               no sensor: NoSensor + DriverError;
                                               low battery: LowBattery, Ready later
+                   DriverError, then idle     refused (BUSY): busy_init while
+                   (or Ready if armed)        Initializing (idle when the warm-up
+                                              ends), busy_next_arm (~0.3 s later),
+                                              a fault (after clear_fault)
     disarm         nothing                    back to idle
     expose         Reading, FrameEvent        0.3-0.9 s readout, then idle and
                                               unarmed: one exposure per arm (an
@@ -26,6 +36,7 @@ nothing: the daemon shows its own NoAcquisitionInfo then. Sequences::
                                               Ready follow the frame)
     unplug_sensor  changed, NoSensor          a frame being read is discarded and
                                               the arm kept for the next sensor
+                                              (keep_arm=False: the arm is lost)
     plug_sensor    changed, Initializing      then Ready if armed
     unplug_device  [NoHardware,] removed      NoHardware if armed or reading; a
                                               frame being read is discarded, the
@@ -34,6 +45,16 @@ nothing: the daemon shows its own NoAcquisitionInfo then. Sequences::
     set_battery    changed [, LowBattery]     below 10 %: exposures refused (a
                                               readout under way finishes first)
                    changed, Initializing      back to >= 10 %: then Ready if armed
+    set_fault      Error                      the sensor fails: a frame being read
+                                              is lost, the arm too; arm and expose
+                                              refused until clear_fault
+    clear_fault    Initializing, idle         ~0.6 s warm-up (NoSensor/LowBattery
+                                              instead if that is what remains)
+    recalibrate    Initializing, idle         ~0.6 s; the arm is lost
+    busy_next_arm  nothing                    the next ``count`` arms: BUSY
+    restart        removed, added,            every device of the driver, as
+                   Initializing               after a driver restart: no state
+                                              in between, all arms lost
 
 Arming a sensor without binning support with ``binning=True`` is accepted;
 its frames come unbinned with ``FrameEvent.binned`` False. A sensor that
@@ -41,6 +62,10 @@ supports binning bins 2x2 itself: its frames are (height // 2, width // 2)
 with ``binned`` True. Misuse that depends on state raises DriverError; bad
 argument values raise ValueError. ``disarm`` of an unplugged device is
 allowed (there is nothing to do).
+
+The daemon drives these through ``POST /api/sensord/v1/devices/{id}/{action}``
+(daemon/api/admin.py): expose, unplug, plug, unplug-sensor, plug-sensor,
+battery, fault, clear-fault, recalibrate, busy-next-arm, restart.
 
 Threads: one worker thread runs the timers and is the only caller of
 ``emit``; events are queued under the driver lock in the order the state
@@ -64,6 +89,7 @@ import numpy as np
 
 from . import sim_catalog as cat
 from .base import (
+    IDLE_DETAIL,
     Device,
     DeviceEvent,
     Driver,
@@ -89,8 +115,11 @@ class _Slot:
     device: Device
     model: cat.SensorModel     # attached sensor's model, or the last one unplugged
     present: bool = False
-    phase: str = "off"         # off, nosensor, low, init, idle, ready, reading
+    phase: str = "off"         # off, nosensor, low, fault, init, idle, ready, reading
     armed: bool = False
+    owed: bool = False         # refused or lost an arm: report when it can take one
+    busy_arms: int = 0         # the next arms refused with BUSY
+    fault: str = ""            # the Error detail while phase is "fault"
     binning: bool = False
     token: int = 0             # bumped on each phase change: stale timers see it
     exposures: int = 0
@@ -159,7 +188,14 @@ class SimDriver(Driver):
             slot = self._present(device_id)
             if slot.device.sensor is None:
                 self._state(slot, SensorState.NO_SENSOR, "no sensor attached")
-                raise DriverError(f"device {device_id} has no sensor attached")
+                raise self._refuse(slot, "has no sensor attached")
+            if slot.phase == "fault":
+                raise self._refuse(slot, f"reports a sensor fault ({slot.fault}); clear it first")
+            if slot.busy_arms:
+                slot.busy_arms -= 1
+                raise self._refuse(slot, "refused the arm: BUSY")
+            if slot.phase == "init" and self.config.busy_init:
+                raise self._refuse(slot, "refused the arm: BUSY (still initializing)")
             effective = bool(binning) and slot.model.supports_binning
             rebin = effective != slot.binning
             slot.armed, slot.binning = True, effective
@@ -209,6 +245,7 @@ class SimDriver(Driver):
             why = {"nosensor": "has no sensor attached",
                    "low": "refuses to expose: low battery, recharge the device",
                    "reading": "is still reading the previous frame",
+                   "fault": "reports a sensor fault; clear it first",
                    "init": "is still initializing; wait for Ready"}.get(slot.phase)
             if why is None and not slot.armed:
                 why = "is not armed; arm it and wait for Ready"
@@ -230,14 +267,22 @@ class SimDriver(Driver):
             readout = cat.readout_seconds(slot.spec.interface, sensor, slot.binning)
             self._later(readout, self._read_done, slot, slot.token, time.monotonic(), slot.binning)
 
-    def unplug_sensor(self, device_id: str) -> None:
-        """Pull the sensor's cable out of the interface."""
+    def unplug_sensor(self, device_id: str, keep_arm: bool = True) -> None:
+        """Pull the sensor's cable out of the interface.
+
+        ``keep_arm=False``: the device forgets its arm with the sensor (as
+        serial devices do); it reports idle once a sensor is back and warm.
+        """
+        if not isinstance(keep_arm, bool):
+            raise ValueError(f"keep_arm must be true or false, got {keep_arm!r}")
         with self._cv:
             slot = self._present(device_id)
             if slot.device.sensor is None:
                 raise DriverError(f"device {device_id} has no sensor to unplug")
             if slot.phase == "reading":
                 slot.armed = True         # the frame is lost, so the arm was not used
+            if not keep_arm:
+                slot.armed, slot.owed = False, True
             self._update(slot, sensor=None)
             self._power_up(slot, 0.0)     # -> NoSensor
 
@@ -295,6 +340,61 @@ class SimDriver(Driver):
                 self._power_up(slot, POWER_UP_S)   # -> Initializing (-> Ready if armed)
             # While reading, the frame finishes first; _read_done then reports.
 
+    def set_fault(self, device_id: str, detail: str = "sensor fault") -> None:
+        """The sensor fails: Error; the arm is lost, a frame being read too.
+
+        Arms and exposures are refused until ``clear_fault``.
+        """
+        if not isinstance(detail, str) or not detail.strip() or len(detail) > 200:
+            raise ValueError("detail must be a non-empty string of at most 200 characters")
+        with self._cv:
+            slot = self._present(device_id)
+            if slot.phase == "fault":
+                raise DriverError(f"device {device_id} already reports a fault: {slot.fault}")
+            self._enter(slot, "fault")    # drops a frame being read
+            slot.fault, slot.armed, slot.owed = detail, False, True
+            self._state(slot, SensorState.ERROR, detail)
+
+    def clear_fault(self, device_id: str) -> None:
+        """The fault clears: the sensor warms up again and reports idle."""
+        with self._cv:
+            slot = self._present(device_id)
+            if slot.phase != "fault":
+                raise DriverError(f"device {device_id} reports no fault")
+            slot.fault = ""
+            self._power_up(slot, POWER_UP_S)
+
+    def recalibrate(self, device_id: str) -> None:
+        """The sensor recalibrates on its own: Initializing, the arm lost, then idle."""
+        with self._cv:
+            slot = self._present(device_id)
+            if slot.phase not in ("init", "idle", "ready"):
+                raise DriverError(f"device {device_id} cannot recalibrate now ({slot.phase})")
+            slot.armed, slot.owed = False, True
+            self._power_up(slot, POWER_UP_S)
+
+    def busy_next_arm(self, device_id: str, count: int = 1) -> None:
+        """Refuse the next ``count`` arms with BUSY (each refusal then reports
+        idle, or Ready if the device holds an arm, ~0.3 s later)."""
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
+            raise ValueError(f"count must be an integer in [1, 1000], got {count!r}")
+        with self._cv:
+            self._present(device_id).busy_arms = count
+
+    def restart(self, device_id: str) -> None:
+        """Restart the driver of ``device_id``: each connected device of this
+        URL is removed and added again, unarmed, and powers up."""
+        with self._cv:
+            self._known(device_id)
+            slots = [slot for slot in self._slots.values() if slot.present]
+            for slot in slots:
+                self._enter(slot, "off")  # drops a frame being read
+                slot.armed, slot.owed, slot.busy_arms, slot.fault = False, False, 0, ""
+                self._push(DeviceEvent("removed", slot.device))
+            for slot in slots:
+                self._push(DeviceEvent("added", slot.device))
+                self._power_up(slot, POWER_UP_S)
+
     # --- state machine (driver lock held) -----------------------------------
 
     def _present(self, device_id: str) -> _Slot:
@@ -344,7 +444,25 @@ class SimDriver(Driver):
         self._push(DeviceEvent("changed", slot.device))
 
     def _state(self, slot: _Slot, state: SensorState, detail: str = "") -> None:
+        if state == SensorState.READY:
+            slot.owed = False             # Ready says it, too
         self._push(StateEvent(slot.device.device_id, state, detail))
+
+    def _refuse(self, slot: _Slot, why: str) -> DriverError:
+        """An arm refused: owe a report for when the device can take one.
+        Idle or Ready now: after a busy spell; otherwise at the end of the
+        warm-up (or fault) that stands in the way."""
+        slot.owed = True
+        if slot.phase in ("idle", "ready"):
+            self._later(ARM_S, self._report_able, slot, slot.token)
+        return DriverError(f"device {slot.device.device_id} {why}")
+
+    def _idle(self, slot: _Slot) -> None:
+        """Enter idle; send the idle report if one is owed (always with busy_init)."""
+        self._enter(slot, "idle")
+        if slot.owed or self.config.busy_init:
+            slot.owed = False
+            self._state(slot, SensorState.INITIALIZING, IDLE_DETAIL)
 
     def _push(self, event: Event) -> None:
         self._events.append(event)
@@ -366,7 +484,17 @@ class SimDriver(Driver):
                 self._enter(slot, "ready")
                 self._state(slot, SensorState.READY)
             else:
-                self._enter(slot, "idle")
+                self._idle(slot)
+
+    def _report_able(self, slot: _Slot, token: int) -> None:
+        with self._cv:
+            if slot.token != token or not slot.owed:
+                return                    # its phase changed: that change reports
+            if slot.phase == "ready":
+                self._state(slot, SensorState.READY)
+            elif slot.phase == "idle":
+                slot.owed = False
+                self._state(slot, SensorState.INITIALIZING, IDLE_DETAIL)
 
     def _render(self, slot: _Slot, token: int, params: dict) -> None:
         with self._cv:
@@ -391,7 +519,7 @@ class SimDriver(Driver):
             if slot.armed or self._low(slot):
                 self._power_up(slot, ARM_S)   # re-armed during readout, or battery ran low
             else:
-                self._enter(slot, "idle")
+                self._idle(slot)
 
     def _run(self) -> None:
         """Deliver queued events in order and run due timers; wait otherwise."""

@@ -12,6 +12,8 @@ URL syntax
     ...&seed=N          base seed of the frames (default 0: reproducible runs)
     ...&dead_pixels=N   dead pixels per sensor, at fixed places per sensor
     ...&time_scale=F    1.0 = realistic timing, 0.01 = 100x faster, 0 = instant
+    ...&busy_init=1     arm() while Initializing is refused (BUSY), as serial
+                        devices do; the device reports idle when it can be armed
 
 The brand, Simradix, is invented. Families and sizes follow the Modality API
 (Velocity / Supreme / Select, sizes 0 to 2). A model key is the family in
@@ -21,7 +23,8 @@ trailing ``w`` puts the sensor behind the battery-powered wireless interface
 (supreme2, velocity1w, select0, velocity2, supreme1, select1, supreme0,
 velocity0, select2), cycling with fresh serials past its end; repeated keys
 in ``models=`` get their own serials too. The driver's ``options`` dict may
-carry ``time_scale``, ``dead_pixels`` and ``seed`` and wins over the query.
+carry ``time_scale``, ``dead_pixels``, ``seed`` and ``busy_init`` and wins over
+the query.
 Unknown or malformed options are a ValueError that names them.
 
 Device ids are uuid5 of the URL without its query and the device serial, so
@@ -122,6 +125,7 @@ class SimConfig:
     time_scale: float = 1.0
     dead_pixels: int = 0
     seed: int = 0
+    busy_init: bool = False    # arm() refused (BUSY) while Initializing
 
 
 def sensor_model(key: str) -> SensorModel:
@@ -182,15 +186,16 @@ def readout_seconds(iface: InterfaceModel, sensor: Sensor, binned: bool) -> floa
     return iface.latency_s + pixels / iface.pixels_per_s
 
 
-_QUERY_KEYS = ("devices", "models", "seed", "dead_pixels", "time_scale")
+_QUERY_KEYS = ("devices", "models", "seed", "dead_pixels", "time_scale", "busy_init")
 
 
 def parse_url(url: str, options: Optional[dict] = None) -> SimConfig:
-    """Parse ``sim://[?devices=N | ?models=K,K...][&seed=N][&dead_pixels=N][&time_scale=F]``.
+    """Parse ``sim://[?devices=N | ?models=K,K...][&seed=N][&dead_pixels=N][&time_scale=F]``
+    ``[&busy_init=1]``.
 
     ``options`` (the driver's options dict) may also carry ``seed``,
-    ``dead_pixels`` and ``time_scale``; they win over the query. Anything
-    unknown or malformed is a ValueError that names it.
+    ``dead_pixels``, ``time_scale`` and ``busy_init``; they win over the
+    query. Anything unknown or malformed is a ValueError that names it.
     """
     parts = urlsplit(url)
     if parts.scheme.lower() != "sim":
@@ -224,6 +229,7 @@ def parse_url(url: str, options: Optional[dict] = None) -> SimConfig:
         time_scale=_number(merged, "time_scale", float, 1.0, 0.0, 100.0),
         dead_pixels=_number(merged, "dead_pixels", int, 0, 0, 100_000),
         seed=_number(merged, "seed", int, 0, 0, 2**63 - 1),
+        busy_init=bool(_number(merged, "busy_init", int, 0, 0, 1)),
     )
 
 

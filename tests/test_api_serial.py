@@ -9,12 +9,14 @@ from urllib.parse import urlencode
 import numpy as np
 import pytest
 
+from sensord.drivers import serial_wire as w
 from tests.support import images
 from tests.support.modality import (
     API,
     arm_and_wait,
     create_session,
     devices,
+    put_info,
     state_is,
     subscribe_status,
 )
@@ -93,6 +95,86 @@ def test_corrupted_chunk_loses_the_frame_not_the_session(serve, emu):
     arm_and_wait(srv, sid, stream, applyLut=False)              # a retake works
     emu.expose()
     stream.until(state_is("NewImage"), timeout=10)
+
+
+# Issue #11: three sequences in which a sensor built to SERIAL_PROTOCOL.md left
+# the session in Initializing. Each ends with an exposure that reaches NewImage.
+
+def arms_refused_after(emu, before: int, timeout: float = 10.0) -> None:
+    """Wait until the device has answered one more ARM than ``before`` (refused here)."""
+    deadline = time.monotonic() + timeout
+    while len(emu.requests(w.Arm)) <= before:
+        assert time.monotonic() < deadline, "the daemon never tried to arm"
+        time.sleep(0.02)
+
+
+def pending_session(srv, emu):
+    """A session on the emulator's device, with its status stream."""
+    dev = wait_for_device(srv)["deviceId"]
+    sid = create_session(srv, dev)["sessionId"]
+    return sid, subscribe_status(srv, sid)
+
+
+def enable(srv, sid):
+    response = put_info(srv, sid, enable=True, applyLut=False)
+    assert response.status_code == 200, response.text
+
+
+def expose_to_new_image(srv, sid, emu, stream):
+    stream.until(lambda e, d: d["ready"], timeout=10)           # armed once the device could take it
+    sent = emu.expose()
+    seen = stream.until(state_is("NewImage"), timeout=10)
+    assert srv.http.get(srv.url(f"{API}/acquisition/{sid}/status")).json()["totalImages"] == 1
+    image = srv.http.get(srv.url(f"{API}/acquisition/{sid}/images/{seen[-1][1]['lastImageId']}")).json()
+    assert np.array_equal(images.decode(srv.http.get(image["imageUrl"]).content), sent)
+
+
+def test_arm_refused_busy_during_warm_up_is_retried_when_the_device_is_idle(serve, emu):
+    emu.begin_warm_up()                          # powered up, still warming
+    srv = serve(drivers={"urls": [f"{emu.url}?{FAST}"]})
+    sid, stream = pending_session(srv, emu)
+    enable(srv, sid)                             # ARM answered BUSY: pending
+    assert len(emu.requests(w.Arm)) == 1 and not emu.armed
+    stream.until(state_is("Initializing"), timeout=10)
+    emu.end_warm_up()                            # unsolicited STATUS IDLE
+    expose_to_new_image(srv, sid, emu, stream)
+
+
+@pytest.mark.parametrize("when", ["pending", "ready"])
+def test_fault_that_clears_leads_to_an_exposure(serve, emu, when):
+    srv = serve(drivers={"urls": [f"{emu.url}?{FAST}"]})
+    sid, stream = pending_session(srv, emu)
+    if when == "ready":                          # armed, then the fault drops the arm
+        arm_and_wait(srv, sid, stream, applyLut=False)
+        emu.set_fault("sensor too hot")
+        stream.until(state_is("Error"), timeout=10)
+    else:                                        # AcquisitionInfo given during the fault
+        emu.set_fault("sensor too hot")
+        stream.until(state_is("Error"), timeout=10)
+        before = len(emu.requests(w.Arm))
+        enable(srv, sid)
+        arms_refused_after(emu, before)          # SENSOR_FAULT
+    before = len(emu.requests(w.Arm))
+    emu.clear_fault(recalibrate=True)            # ERROR -> INITIALIZING -> IDLE
+    stream.until(state_is("Initializing"), timeout=10)
+    if when == "pending":
+        arms_refused_after(emu, before)          # BUSY while it recalibrates
+    emu.end_warm_up()
+    expose_to_new_image(srv, sid, emu, stream)
+
+
+def test_sensor_reattached_while_pending_leads_to_an_exposure(serve, emu):
+    srv = serve(drivers={"urls": [f"{emu.url}?{FAST}"]})
+    sid, stream = pending_session(srv, emu)
+    emu.set_no_sensor()
+    stream.until(state_is("NoSensor"), timeout=10)
+    enable(srv, sid)                             # ARM answered NO_SENSOR: pending
+    before = len(emu.requests(w.Arm))
+    emu.set_sensor(warm_up=True)                 # NO_SENSOR -> INITIALIZING -> IDLE
+    stream.until(state_is("Initializing"), timeout=10)
+    arms_refused_after(emu, before)              # BUSY while it warms up
+    emu.end_warm_up()
+    expose_to_new_image(srv, sid, emu, stream)
 
 
 def test_ports_that_appear_become_devices(serve, tmp_path):

@@ -1,6 +1,5 @@
 """SerialDriver against the sensor emulator, through a real pseudo-terminal."""
 import os
-import queue
 import time
 import uuid
 
@@ -9,48 +8,12 @@ import pytest
 
 from sensord.drivers import open_driver
 from sensord.drivers import serial_wire as w
-from sensord.drivers.base import DeviceEvent, DriverError, FrameEvent, StateEvent
+from sensord.drivers.base import DriverError, StateEvent
 from sensord.drivers.serial_port import SerialDriver, list_ports, parse_url
 from tests.support.sensor_emulator import SensorEmulator
+from tests.support.serial_rig import FAST, Recorder
 
-# Short timers keep the suite fast; silence_timeout leaves room for a busy 2-core box.
-FAST = dict(read_timeout=0.02, ack_timeout=0.5, identify_timeout=0.5, silence_timeout=0.5,
-            poll_interval=0.1, retry_interval=0.05, removal_grace=0.4, stall_timeout=0.1)
 GARBAGE = b"\x00\xff\xA5\xA5\x5A\x01\x85\x00garbage\xA5"
-
-
-class Recorder:
-    """The driver's emit callback; tests wait on it with bounded timeouts."""
-
-    def __init__(self):
-        self.q, self.seen = queue.Queue(), []
-
-    def __call__(self, event):
-        self.q.put(event)
-
-    def next(self, match, timeout=3.0, what="event"):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                event = self.q.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no {what} within {timeout} s; saw {self.seen}") from None
-            self.seen.append(event)
-            if match(event):
-                return event
-
-    def state(self, state, detail="", timeout=3.0):
-        return self.next(lambda e: isinstance(e, StateEvent) and e.state == state and detail in e.detail,
-                         timeout, f"state {state} {detail!r}")
-
-    def device(self, action, timeout=3.0):
-        return self.next(lambda e: isinstance(e, DeviceEvent) and e.action == action, timeout, action)
-
-    def frame(self, timeout=5.0):
-        return self.next(lambda e: isinstance(e, FrameEvent), timeout, "frame")
-
-    def frames_since(self, mark):
-        return [e for e in self.seen[mark:] if isinstance(e, FrameEvent)]
 
 
 @pytest.fixture
@@ -112,7 +75,8 @@ def test_arm_reports_ready_every_time_and_disarm_is_acknowledged(rig):
     assert emu.requests(w.Arm)[-1].binning is True
     drv.arm(dev.device_id)                       # already armed: Ready again, as sim:// does
     rec.state("Ready")
-    drv.disarm(dev.device_id)                    # idle again: no state of its own
+    drv.disarm(dev.device_id)                    # idle again: the idle report
+    rec.state("Initializing", "idle")
     assert not emu.armed and emu.requests(w.Disarm)
 
 

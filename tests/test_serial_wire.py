@@ -298,3 +298,33 @@ def test_assembler_rejects_overrun():
     last = chunks[-1]
     with pytest.raises(f.FrameError, match="overruns"):
         _assemble(start, chunks[:-1] + [w.Chunk(5, last.seq, last.offset, last.data + b"zz")], end)
+
+
+def test_assembler_takes_chunks_that_split_pixels():
+    pixels, start, chunks, end = _frame(chunk_size=1001)
+    assert any(len(c.data) % 2 for c in chunks)
+    assert np.array_equal(_assemble(start, chunks, end), pixels)
+
+
+@pytest.mark.parametrize("bits,value,ok", [(12, 4095, True), (12, 4096, False), (12, 0xFFFF, False),
+                                           (16, 0xFFFF, True), (1, 1, True), (1, 2, False)])
+def test_assembler_rejects_samples_beyond_the_sensors_bits(bits, value, ok):
+    pixels = np.zeros((48, 64), np.uint16)
+    pixels[3, 9] = value
+    msgs, _ = decode_all(b"".join(f.encode_image(5, pixels, chunk_size=1000)))
+    a = f.FrameAssembler(msgs[0], bits=bits)
+    for c in msgs[1:-1]:
+        a.add(c)
+    if ok:
+        assert np.array_equal(a.finish(msgs[-1]), pixels)
+    else:
+        with pytest.raises(f.FrameError, match=rf"1 pixel value\(s\) at or above 2\^{bits} = {1 << bits}, "
+                                               rf"first {value} at row 3, column 9"):
+            a.finish(msgs[-1])
+
+
+def test_chunk_data_and_error_text_run_to_the_end_of_the_payload():
+    # No field can be appended to CHUNK or ERROR: whatever follows is data / text.
+    out, _ = decode_all(w.encode_frame(w.T.CHUNK, struct.pack("<HHI", 1, 2, 4) + b"\x01\x02\x03")
+                        + w.encode_frame(w.T.ERROR, struct.pack("<HB", 7, 0) + b"aborted\x00more"))
+    assert out == [w.Chunk(1, 2, 4, b"\x01\x02\x03"), w.ErrorMsg(7, 0, "aborted\x00more")]

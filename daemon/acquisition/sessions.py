@@ -9,6 +9,20 @@ status to the session's event stream when it differs from the last one.
     NoAcquisitionInfo -> (PUT info, enable) Initializing -> Ready
       -> Reading -> Processing -> Storing -> NewImage -> NoAcquisitionInfo
 
+Arming follows one rule, ``_keep_armed``: a session whose enabled
+AcquisitionInfo still waits for its exposure, and that is not armed, is
+armed as soon as its device can take it, whatever happened before. It runs
+after every driver event and every AcquisitionInfo. What the device may have
+lost takes ``armed`` away (``_lost_arm``): a fault (NoHardware, NoSensor,
+LowBattery, Error), an idle report (drivers/base.py ``IDLE_DETAIL``), an
+Initializing after Ready (recalibration), the device removed or added, a
+sensor changed. "Can take it" is: present, a sensor attached, its last
+reported state neither a fault nor Reading. An arm the driver refuses
+(DriverError, e.g. BUSY while warming up) leaves the session unarmed; the
+driver's next report (idle report, Ready, a state after a fault) brings
+the rule back. Re-arming a device that kept its arm is harmless: it answers
+Ready. A frame consumes the arm: one exposure per AcquisitionInfo.
+
 Driver events arrive on the device registry's dispatcher thread; the session
 lock is never held while a frame is processed, so the API answers (423)
 at once during an exposure.
@@ -31,7 +45,15 @@ from sensord.daemon.errors import ServiceError
 from sensord.daemon.live.hub import Hub, SubscriberLimit
 from sensord.daemon.signals import Signal
 from sensord.daemon.store.pixel_budget import PixelBudget
-from sensord.drivers.base import DeviceEvent, DriverError, Event, FrameEvent, SensorState, StateEvent
+from sensord.drivers.base import (
+    DeviceEvent,
+    DriverError,
+    Event,
+    FrameEvent,
+    Sensor,
+    SensorState,
+    StateEvent,
+)
 
 from . import pipeline
 from .devices import FAULTS, DeviceInUse, DeviceRegistry, device_json, sensor_json
@@ -67,8 +89,11 @@ class Session:
     owner: str = ""                 # the user who created it (api/roles.py decides who sees it)
     info: dict | None = None
     awaiting_info: bool = True      # each exposure needs its own AcquisitionInfo
-    armed: bool = False
+    armed: bool = False             # the device holds our arm for this AcquisitionInfo
     sensor_ready: bool = False      # the driver reported Ready since we armed
+    arm_sent: bool = False          # an arm of ours may still be held (so disarm it);
+                                    # cleared only when the device surely holds none
+    armed_for: Sensor | None = None     # the sensor attached when the arm was taken
     phase: AcquisitionState | None = None   # Reading / Processing / Storing / NewImage
     fault: AcquisitionState | None = None   # InsufficientStorage or Error from our own side
     last_image_id: str | None = None
@@ -249,35 +274,67 @@ class SessionManager:
             if info["enable"]:
                 try:
                     self._check_storage()
-                    self._arm(session)
                 except InsufficientStorage as err:
                     log.warning("session %s: %s", session.id, err)
                     session.fault = AcquisitionState.INSUFFICIENT_STORAGE
                     self._disarm(session)
+                else:
+                    # This AcquisitionInfo needs its own arm (binning may differ) and its
+                    # own Ready. The client asked: try even a device in a fault, once.
+                    session.armed = session.sensor_ready = False
+                    self._keep_armed(session, asked=True)
             else:
                 self._disarm(session)
             self._publish(session)
             return info
 
-    def _arm(self, session: Session) -> None:
-        if session.info is None:
-            return                      # nothing to arm for before the client's AcquisitionInfo
+    # -- arming: the one rule --------------------------------------------
+    def _keep_armed(self, session: Session, *, asked: bool = False) -> None:
+        """Arm ``session`` if its enabled AcquisitionInfo waits for an exposure,
+        it is not armed, and its device can take an arm now.
+
+        Runs after every driver event and AcquisitionInfo, so whatever took
+        the arm away or refused it, the next report of a device able to take
+        one brings it. ``asked`` (the client's PUT) tries any present device
+        once, even one in a fault: it refuses or reports what stops it, and a
+        refusal's events cannot loop back here as a device in a fault is never
+        armed on an event.
+        """
+        info = session.info
+        if (session.armed or session.deleted or session.phase or session.fault
+                or session.awaiting_info or info is None or not info["enable"]):
+            return
         entry = self.devices.find(session.device_id)
         if entry is None or not entry.present:
-            return                      # armed again when the device returns
+            return                      # armed when the device is added again
+        if not asked and (entry.state in FAULTS or entry.state == SensorState.READING
+                          or entry.device.sensor is None):
+            return                      # armed when the driver reports the device able
         session.sensor_ready = False    # both drivers report Ready after every arm
         try:
-            entry.driver.arm(session.device_id, binning=session.info["binning"] == "Binned2x2")
-            session.armed = True
+            entry.driver.arm(session.device_id, binning=info["binning"] == "Binned2x2")
         except DriverError as err:
-            # The driver reports the state (NoSensor, LowBattery...) through its events.
-            log.warning("session %s: cannot arm %s: %s", session.id, session.device_id, err)
-            session.armed = False
+            # Refused (busy, no sensor, fault...): the driver reports when the device
+            # can take an arm (an idle report, Ready, or a state after the fault).
+            log.warning("session %s: cannot arm %s yet: %s", session.id, session.device_id, err)
+            return
+        session.armed = session.arm_sent = True
+        session.armed_for = entry.device.sensor
+
+    @staticmethod
+    def _lost_arm(session: Session, *, surely: bool = False) -> None:
+        """The device may have lost our arm (``surely``: it did): ``_keep_armed``
+        arms again once the device can take it. A frame being read is lost."""
+        session.armed = session.sensor_ready = False
+        if surely:
+            session.arm_sent = False
+        if session.phase == AcquisitionState.READING:
+            session.phase = None
 
     def _disarm(self, session: Session) -> None:
-        if not session.armed:
+        if not (session.armed or session.arm_sent):
             return
-        session.armed = session.sensor_ready = False
+        session.armed = session.sensor_ready = session.arm_sent = False
         entry = self.devices.find(session.device_id)
         if entry is not None and entry.present:
             try:
@@ -298,39 +355,55 @@ class SessionManager:
             return
         with session.lock:
             if isinstance(event, StateEvent):
-                if event.state == SensorState.READY and session.armed:
-                    session.sensor_ready = True
-                elif event.state == SensorState.READING and session.armed:
-                    session.phase = AcquisitionState.READING
-                elif event.state in FAULTS or event.state == SensorState.INITIALIZING:
-                    session.sensor_ready = False
-                    if session.phase == AcquisitionState.READING:     # the frame is lost with the sensor
-                        session.phase = None
-                if event.state == SensorState.NO_HARDWARE:
-                    session.armed = False              # the link is gone, and the arm with it
-            elif event.action == "removed":
-                session.armed = session.sensor_ready = False
-                if session.phase == AcquisitionState.READING:
-                    session.phase = None
-            if self._wants_arm(session):
-                self._arm(session)                     # the device is back: arm it again
+                self._on_state(session, event)
+            else:
+                self._on_device(session, event)
+            self._keep_armed(session)
             self._publish(session)
 
-    def _wants_arm(self, session: Session) -> bool:
-        if session.armed or session.awaiting_info or not session.info or not session.info["enable"]:
-            return False
-        entry = self.devices.find(session.device_id)
-        return entry is not None and entry.present and entry.state not in FAULTS
+    def _on_state(self, session: Session, event: StateEvent) -> None:
+        state = event.state
+        if state == SensorState.READY:
+            if session.armed:
+                session.sensor_ready = True
+            # Ready while we hold no arm: the device can take one (_keep_armed).
+        elif state == SensorState.READING:
+            if session.armed:
+                session.phase = AcquisitionState.READING
+        elif state in FAULTS:
+            # NoHardware: the link and the arm are gone. NoSensor, Error, LowBattery:
+            # some devices keep the arm, some do not; arm again after it anyway.
+            self._lost_arm(session, surely=state == SensorState.NO_HARDWARE)
+        elif event.is_idle:
+            self._lost_arm(session, surely=True)      # initialized and holding no arm
+        else:                                         # Initializing: a warm-up or recalibration
+            if session.sensor_ready:
+                self._lost_arm(session)               # it left Ready unasked: the arm is in doubt
+            session.sensor_ready = False
+            if session.phase == AcquisitionState.READING:
+                session.phase = None                  # the frame is lost
+
+    def _on_device(self, session: Session, event: DeviceEvent) -> None:
+        if event.action in ("removed", "added"):
+            # Unplugged, re-plugged or its driver restarted: a device that
+            # (re)appears holds no arm, even without a "removed" before.
+            self._lost_arm(session, surely=True)
+        elif session.armed and event.device.sensor != session.armed_for:
+            self._lost_arm(session)                   # sensor detached or swapped
 
     def _on_frame(self, session: Session, frame: FrameEvent) -> None:
         with session.lock:
-            # (Armed implies an AcquisitionInfo: _arm needs one.)
+            # (Armed implies an AcquisitionInfo: _keep_armed needs one.)
             if not session.armed or session.deleted or session.info is None:
                 log.warning("frame from %s while not armed: dropped", frame.device_id)
+                if not session.deleted:
+                    self._keep_armed(session)     # the read-out device is idle: arm it if still wanted
+                    self._publish(session)
                 return
             entry = self.devices.find(session.device_id)
             info = dict(session.info)
-            session.armed = session.sensor_ready = False     # one exposure per AcquisitionInfo
+            # One exposure per AcquisitionInfo: the frame used the arm up.
+            session.armed = session.sensor_ready = session.arm_sent = False
             session.phase = AcquisitionState.PROCESSING
             self._publish(session)
         started = time.monotonic()

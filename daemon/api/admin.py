@@ -1,8 +1,10 @@
 """sensord's own control endpoints: drive a simulated sensor like hardware.
 
 `sensord expose DEVICE` and the tests use these to trigger an exposure,
-unplug and replug a sensor or a device, and drain the battery. Only drivers
-that offer the control (the simulator) accept it; others answer 409.
+unplug and replug a sensor or a device, drain the battery, and make the
+sensor fail, recalibrate, refuse arms (BUSY) or its driver restart (see
+drivers/sim.py). Only drivers that offer the control (the simulator) accept
+it; others answer 409. Operators only (api/roles.py).
 """
 from __future__ import annotations
 
@@ -18,11 +20,16 @@ bp = Blueprint("admin_api", __name__, url_prefix="/api/sensord/v1")
 # action -> (driver method, JSON body keys passed as keyword arguments)
 ACTIONS = {
     "expose": ("expose", ("dose", "seed")),
-    "unplug-sensor": ("unplug_sensor", ()),
+    "unplug-sensor": ("unplug_sensor", ("keep_arm",)),
     "plug-sensor": ("plug_sensor", ("model",)),
     "unplug": ("unplug_device", ()),
     "plug": ("plug_device", ()),
     "battery": ("set_battery", ("percent",)),
+    "fault": ("set_fault", ("detail",)),
+    "clear-fault": ("clear_fault", ()),
+    "recalibrate": ("recalibrate", ()),
+    "busy-next-arm": ("busy_next_arm", ("count",)),
+    "restart": ("restart", ()),
 }
 
 

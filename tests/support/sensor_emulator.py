@@ -49,6 +49,10 @@ class SensorEmulator:
         self.seed = seed
         self.sensor_present = True
         self.armed = self.binning = False
+        self.initializing = False      # warming up or recalibrating: ARM is refused with BUSY
+        self.fault = False             # the sensor reports a fault: STATUS ERROR
+        self.echo_tag_on_status = False   # True: the STATUS after an ACK carries the request's tag
+        self.ack_arm_but_stay_idle = False   # True: a non-conforming device (ACK OK, still IDLE)
         self.answering = True          # False: a pulled RS-232 cable, the port stays
         self.received: list = []       # every request decoded, for assertions
         self._lock = threading.RLock()
@@ -112,8 +116,9 @@ class SensorEmulator:
 
     # ------------------------------------------------------------ test controls
 
-    def expose(self, *, interleave: bytes = b"") -> np.ndarray:
-        """Send one exposure; returns the pixels sent. ``interleave`` goes between chunks.
+    def expose(self, *, interleave: bytes = b"", pixels: Optional[np.ndarray] = None) -> np.ndarray:
+        """Send one exposure; returns the pixels sent. ``interleave`` goes between chunks;
+        ``pixels`` replaces the generated image (to send values a sensor must not).
 
         Like the firmware it stands for, the sensor captures one exposure per
         arm, and none while its battery is low.
@@ -121,7 +126,7 @@ class SensorEmulator:
         with self._lock:
             if not self.armed or self._battery_low():
                 raise RuntimeError("emulated sensor is not armed, or its battery is low")
-            messages, pixels = self._frame_messages()
+            messages, pixels = self._frame_messages(pixels)
             self._bulk.append(lambda: self._set_state(reading=True))
             for i, msg in enumerate(messages):
                 self._bulk.append(msg)
@@ -146,6 +151,62 @@ class SensorEmulator:
             self._bulk.append(lambda: self._pull_when_read(vanish))
         return pixels
 
+    def abort_readout(self, *, after_chunks: Optional[int] = 2,
+                      text: str = "sensor lost sync") -> np.ndarray:
+        """Start an exposure and give it up after ``after_chunks`` CHUNKs (None:
+        before its EXPOSURE): ERROR READOUT_ABORTED (no FRAME_END), then STATUS
+        IDLE. The arm is spent."""
+        with self._lock:
+            if not self.armed:
+                raise RuntimeError("emulated sensor is not armed")
+            messages, pixels = self._frame_messages()
+            self._bulk.append(lambda: self._set_state(reading=True))
+            self._bulk.extend(messages[:0 if after_chunks is None else 1 + after_chunks])
+            self._bulk.append(w.encode_error(w.ErrorCode.READOUT_ABORTED, 0, text))
+            self._bulk.append(self._end_readout)
+        return pixels
+
+    @property
+    def last_frame_id(self) -> int:
+        return self._frame_id
+
+    def begin_warm_up(self) -> None:
+        """Enter INITIALIZING (power-up warm-up or a recalibration): the arm is
+        dropped and ARM is refused with BUSY until ``end_warm_up``."""
+        with self._lock:
+            self.initializing, self.armed = True, False
+            self._push_status()
+
+    def end_warm_up(self) -> None:
+        """Warm-up done: IDLE (unarmed), announced by an unsolicited STATUS."""
+        with self._lock:
+            self.initializing = False
+            self._push_status()
+
+    def set_fault(self, text: str = "") -> None:
+        """The sensor fails: STATUS ERROR (after ERROR SENSOR_FAULT if ``text``); the arm is dropped."""
+        with self._lock:
+            self.fault, self.armed = True, False
+            if text:
+                self._replies.append(w.encode_error(w.ErrorCode.SENSOR_FAULT, 0, text))
+            self._push_status()
+
+    def clear_fault(self, *, recalibrate: bool = False) -> None:
+        """The fault clears: IDLE, or INITIALIZING first with ``recalibrate`` (then ``end_warm_up``)."""
+        with self._lock:
+            self.fault, self.initializing = False, recalibrate
+            self._push_status()
+
+    def reboot(self) -> None:
+        """The interface restarts on a port that stays (RS-232): INITIALIZING,
+        unarmed, frame ids counted afresh; ``end_warm_up`` makes it IDLE."""
+        with self._lock:
+            self._reading = False
+            self._bulk.clear()
+            self._frame_id = 0
+            self.fault = False
+            self.begin_warm_up()
+
     def pull_cable(self, *, vanish: bool = True) -> None:
         with self._lock:
             self._pull(vanish)
@@ -154,6 +215,7 @@ class SensorEmulator:
         with self._lock:
             if self._master is None:
                 self.armed = False   # a USB device powers up disarmed
+                self._frame_id = 0   # and counts its frames afresh
                 self._open_pty()
             self.answering = True
 
@@ -184,9 +246,10 @@ class SensorEmulator:
             self.sensor_present, self.armed = False, False
             self._push_status()
 
-    def set_sensor(self) -> None:
+    def set_sensor(self, *, warm_up: bool = False) -> None:
+        """Attach the sensor: IDLE, or INITIALIZING first with ``warm_up`` (then ``end_warm_up``)."""
         with self._lock:
-            self.sensor_present = True
+            self.sensor_present, self.initializing = True, warm_up
             self._push_status()
 
     def set_battery(self, percent: Optional[int]) -> None:
@@ -209,11 +272,11 @@ class SensorEmulator:
         rng = np.random.default_rng(self.seed + frame_id)
         return rng.integers(0, 4096, size=shape, dtype=np.uint16)
 
-    def _frame_messages(self) -> tuple[list[bytes], np.ndarray]:
+    def _frame_messages(self, pixels: Optional[np.ndarray] = None) -> tuple[list[bytes], np.ndarray]:
         self._frame_id = (self._frame_id + 1) & 0xFFFF
         frame_id, binned = self._frame_id, self.binning
         shape = (self.height // 2, self.width // 2) if binned else (self.height, self.width)
-        pixels = self.pixels_for(frame_id, shape)
+        pixels = self.pixels_for(frame_id, shape) if pixels is None else np.asarray(pixels, np.uint16)
         messages = f.encode_image(frame_id, pixels, binned=binned, chunk_size=self.chunk_size)
         middle = len(messages) // 2   # a CHUNK: index 0 is EXPOSURE, -1 is FRAME_END
         assert len(messages) > 3, "frames need 2+ chunks for the damage controls"
@@ -264,9 +327,25 @@ class SensorEmulator:
     def _state(self) -> int:
         if not self.sensor_present:
             return State.NO_SENSOR
+        if self.fault:
+            return State.ERROR
+        if self.initializing:
+            return State.INITIALIZING
         if self._reading:
             return State.READING
         return State.ARMED if self.armed else State.IDLE
+
+    def _arm_refusal(self, binning: bool) -> int:
+        E = w.ErrorCode
+        if not self.sensor_present:
+            return E.NO_SENSOR
+        if self.fault:
+            return E.SENSOR_FAULT
+        if self.initializing or self._reading:
+            return E.BUSY
+        if binning and not self.supports_binning:
+            return E.BINNING_UNSUPPORTED
+        return E.OK
 
     def _status(self, tag: int = 0) -> bytes:
         return w.encode_status(self._state(), self.battery, self._battery_low(), tag=tag)
@@ -293,16 +372,18 @@ class SensorEmulator:
             return self._ident(msg.tag)
         if isinstance(msg, w.GetStatus):
             return self._status(msg.tag)
+        # After ACK OK comes a STATUS with the new state, tag 00 as the
+        # protocol says (or the request's tag with echo_tag_on_status).
+        status_tag = msg.tag if self.echo_tag_on_status else 0
         if isinstance(msg, w.Arm):
-            if not self.sensor_present:
-                return w.encode_ack(T.ARM, E.NO_SENSOR, tag=msg.tag)
-            if msg.binning and not self.supports_binning:
-                return w.encode_ack(T.ARM, E.BINNING_UNSUPPORTED, tag=msg.tag)
-            self.armed, self.binning = True, msg.binning
-            return w.encode_ack(T.ARM, E.OK, tag=msg.tag) + self._status()
+            refusal = self._arm_refusal(msg.binning)
+            if refusal:
+                return w.encode_ack(T.ARM, refusal, tag=msg.tag)
+            self.armed, self.binning = not self.ack_arm_but_stay_idle, msg.binning
+            return w.encode_ack(T.ARM, E.OK, tag=msg.tag) + self._status(status_tag)
         if isinstance(msg, w.Disarm):
             self.armed = False
-            return w.encode_ack(T.DISARM, E.OK, tag=msg.tag) + self._status()
+            return w.encode_ack(T.DISARM, E.OK, tag=msg.tag) + self._status(status_tag)
         return w.encode_error(E.BAD_REQUEST, msg.TYPE, "not a host request", tag=msg.tag)
 
     # ------------------------------------------------------------ pty thread
