@@ -72,8 +72,8 @@ class Sensord:
         for rule in forward.rules:
             filter_spec.parse(rule.get("filter", "raw"))    # a bad rule stops the start
         self.outbox = Outbox(state / "outbox")
-        self.forwarder = Forwarder(self.outbox, build_targets(forward.targets), work_dir=state / "outbox" / "work",
-                                   pixel_budget=self.pixel_budget)
+        self.forwarder = Forwarder(self.outbox, build_targets(forward.targets, state_dir=state),
+                                   work_dir=state / "outbox" / "work", pixel_budget=self.pixel_budget)
         self.forwarding = Forwarding(self.outbox, self.forwarder, forward.rules)
         self.sessions.image_acquired.connect(self.forwarding.on_acquired)
         self.status_feed = StatusFeed(functools.partial(status_snapshot, self, started=time.time()),

@@ -3,6 +3,7 @@ forward and outbox endpoints, and a kill -9 with deliveries in flight."""
 from __future__ import annotations
 
 import signal
+from datetime import datetime
 
 import pytest
 
@@ -33,7 +34,9 @@ def test_acquired_images_are_forwarded_with_their_context(serve, datamint):
     # Queued before NewImage: the outbox already knew the image when it was announced.
     assert wait_until(lambda: len(fake.resources) == 2)
     raw = next(r for r in fake.resources if r["filename"] == f"{info['id']}.png")
-    assert raw["metadata"]["context"] == {"patientId": "P-42", "studyDate": "2026-11-23", "tooth": "36"}
+    context = raw["metadata"]["context"]        # Datamint gets a de-identified copy by default
+    assert context["tooth"] == "36" and context["patientId"].startswith("P-") and "P-42" not in str(raw)
+    assert context["studyDate"] < "2026-11-23"   # shifted back, per patient (forward.deidentify)
     assert raw["metadata"]["pixelHash"] == info["pixelHash"]
     assert raw["bytes"] == srv.http.get(info["imageUrl"]).content
     box = srv.http.get(srv.url(ADMIN + "/outbox")).json()
@@ -43,7 +46,7 @@ def test_acquired_images_are_forwarded_with_their_context(serve, datamint):
 
 def test_forward_on_request_and_operator_endpoints(serve, datamint):
     fake, url = datamint
-    srv = serve(forward={"targets": [target(url, max_attempts=2)]})
+    srv = serve(forward={"targets": [target(url, max_attempts=2, deidentify=False)]})    # as sent
     res = srv.http.post(srv.url("/api/dsio/filters/v1/images"), files=images.upload_files(
         images.image_info(), images.png16(images.raw_image()))).json()
     fake.faults.fail(2, status=500, path="/resources", method="POST")     # both allowed attempts fail
@@ -123,3 +126,19 @@ source = "acquired"
             http.get(srv.url(ADMIN + "/outbox")).json()
         names = [r["filename"] for r in fake.resources]
         assert sorted(names) == sorted(f"{i}.png" for i in acquired)   # every image, none twice
+
+
+def test_a_filters_resource_without_created_on_is_forwarded_with_its_own_creation_time(serve, datamint):
+    """The Filters spec's ImageInfo has no createdOn: the resource's creation time stands in."""
+    fake, url = datamint
+    srv = serve(forward={"targets": [target(url)]})
+    info = {k: v for k, v in images.image_info().items() if k != "createdOn"}
+    res = srv.http.post(srv.url("/api/dsio/filters/v1/images"), files=images.upload_files(
+        info, images.png16(images.raw_image()))).json()
+    queued = srv.http.post(srv.url(ADMIN + "/forward"), json={"target": "dm", "resourceId": res["id"],
+                                                              "context": {"patientId": "P-1"}})
+    assert queued.status_code == 202
+    assert wait_until(lambda: srv.http.get(srv.url(ADMIN + "/outbox")).json()["counts"] == {"delivered": 1})
+    [sent] = fake.resources
+    # (A deidentifying target may shift the date: only its presence and form are checked.)
+    assert datetime.fromisoformat(sent["metadata"]["imageInfo"]["createdOn"].replace("Z", "+00:00"))

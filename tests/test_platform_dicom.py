@@ -89,12 +89,45 @@ def test_every_required_attribute_of_the_iod_is_there(tmp_path):
     assert ds.LossyImageCompression == "00" and ds.BurnedInAnnotation == "NO"
 
 
-def test_unknown_facts_are_sent_empty_not_invented(tmp_path):
+def test_without_a_tooth_the_standards_whole_dentition_terms_are_sent_not_a_made_up_tooth(tmp_path):
     _, _, ds = build(tmp_path, context={"laterality": None, "tooth": None})
-    assert missing_attributes(ds) == ["ImageLaterality", "PatientOrientation", "PrimaryAnatomicStructureSequence"]
-    assert ds.ImageLaterality == "" and ds.PatientOrientation == ""
-    assert ds.AnatomicRegionSequence[0].CodeMeaning == "Teeth, gums and supporting structures"
-    assert ds.DetectorType == ""
+    assert missing_attributes(ds) == ["PrimaryAnatomicStructureSequence"]     # 1C: the modifier is sent instead
+    region = ds.AnatomicRegionSequence[0]
+    assert region.CodeMeaning == "Teeth, gums and supporting structures"
+    assert [(m.CodeValue, m.CodingSchemeDesignator, m.CodeMeaning)
+            for m in region.AnatomicRegionModifierSequence] == [("261665006", "SCT", "Unknown")]
+    assert ds.ImageLaterality == "B" and list(ds.PatientOrientation) == ["L", "F"]
+    assert "ImageComments" not in ds and ds.DetectorType == ""
+    given = build(tmp_path, context={"laterality": "R", "tooth": None})[2]
+    assert given.ImageLaterality == "R"
+
+
+@pytest.mark.parametrize("tooth, rotation, orientation", [
+    ("36", 0, ["P", "F"]), ("16", 0, ["A", "F"]), ("11,21", 0, ["L", "F"]), ("43", 0, ["L", "F"]),
+    ("13,14", 0, ["AL", "F"]), ("23,24", 0, ["PL", "F"]), ("85", 0, ["A", "F"]), (None, 0, ["L", "F"]),
+    ("36", 90, ["H", "P"]), ("36", 180, ["A", "H"]), ("36", 270, ["F", "A"]), ("13,14", 90, ["H", "AL"]),
+])
+def test_patient_orientation_follows_the_tooth_and_the_rotation(tmp_path, tooth, rotation, orientation):
+    acquisition = {"enable": True, "rotation": rotation, "binning": "Unbinned", "applyLut": False}
+    _, _, ds = build(tmp_path, context={"tooth": tooth, "laterality": None},
+                     info={"acquisitionInfo": acquisition})
+    assert list(ds.PatientOrientation) == orientation
+    given = build(tmp_path, context={"tooth": tooth, "patientOrientation": ["R", "H"]},
+                  info={"acquisitionInfo": acquisition})[2]
+    assert list(given.PatientOrientation) == ["R", "H"]
+
+
+def test_study_time_study_id_series_and_instance_numbers_are_stable_and_known(tmp_path):
+    item, pixels, ds = build(tmp_path)
+    assert (ds.StudyTime, ds.InstanceNumber, ds.SeriesNumber) == ("101500", 101500, 1)
+    assert re.fullmatch(r"[0-9A-F]{16}", ds.StudyID)
+    again = dicom.build_dataset(pixels, item.image_info, dict(item.context), image_id=item.image_id, tz=UTC)
+    assert (again.StudyID, again.InstanceNumber) == (ds.StudyID, ds.InstanceNumber)
+    other_study = build(tmp_path, context={"studyDate": "2026-11-24"})[2]
+    assert other_study.StudyID != ds.StudyID and "IssuerOfPatientID" not in ds
+    numbers = {spec: build(tmp_path, info={"filter": spec})[2].SeriesNumber
+               for spec in ("unmap", "select:edgePro", "supreme:general:70", "ae:endodontic:12.5")}
+    assert numbers == {"unmap": 2, "select:edgePro": 3, "supreme:general:70": 4, "ae:endodontic:12.5": 5}
 
 
 def test_the_same_image_gives_the_same_bytes(tmp_path):
@@ -128,7 +161,11 @@ def test_a_given_study_uid_is_used_and_a_bad_one_refused(tmp_path):
 def test_without_a_patient_id_each_image_is_its_own_study(tmp_path):
     a = build(tmp_path, context={"patientId": None})[2]
     b = build(tmp_path, context={"patientId": None})[2]
-    assert a.StudyInstanceUID != b.StudyInstanceUID and a.PatientID == ""
+    assert a.StudyInstanceUID != b.StudyInstanceUID
+    # A Patient ID of sensord's own, derived from the study, so no DICOMDIR key is missing and the
+    # image is never filed under another patient's id; the issuer says whose id it is.
+    assert re.fullmatch(r"sensord-[0-9a-f]{16}", a.PatientID) and a.PatientID != b.PatientID
+    assert a.IssuerOfPatientID == "sensord"
 
 
 def test_a_mapped_image_is_monochrome2_over_the_whole_16_bit_range(tmp_path):

@@ -71,7 +71,8 @@ def test_external_readwrite_writes_the_png_and_registers_it(tmp_path, bucket):
     assert call["json"]["storage_slug"] == "clinic-bucket" and call["json"]["dataset_slug"] == "xrays"
     assert receipt == {"mode": "external", "dataset": "xrays", "path": "/sensord/P-0001",
                        "name": f"{item.image_id}.png", "storage_key": key, "duplicate": False,
-                       "item_id": registered["id"]}
+                       "item_id": registered["id"], "status": "new"}
+    assert item.progress == {"registered": {"duplicate": False, "item_id": registered["id"]}}
 
 
 @pytest.mark.parametrize("lut_info, lut", [(None, None), (images.LUT_INFO, Lut.from_info(images.LUT_INFO)),
@@ -130,7 +131,10 @@ def test_direct_registers_signs_puts_and_confirms(tmp_path):
     assert (registered["path"], registered["name"]) == ("/sensord/P-0001", f"{item.image_id}.png")
     assert registered["status"] == "new" and registered["data"] == item.png_path.read_bytes()
     assert [(c["method"], c["path"].rsplit("/", 1)[-1]) for c in fake.requests] == [
-        ("POST", "register_upload"), ("GET", "sign"), ("PUT", receipt["upload_id"]), ("POST", "confirm")]
+        ("POST", "register_upload"), ("GET", "sign"), ("PUT", receipt["upload_id"]), ("POST", "confirm"),
+        ("GET", "datasets"), ("GET", "items")]              # delivered once the listing shows it complete
+    assert item.progress == {"upload": {"item_id": registered["id"], "upload_id": receipt["upload_id"]},
+                             "put": receipt["upload_id"], "confirmed": receipt["upload_id"]}
     [put] = fake.calls("/storage/")
     assert put["authorization"] is None                     # the key never goes to the storage host
     assert fake.calls("register_upload")[0]["json"] == {
@@ -193,7 +197,7 @@ def test_readonly_storage_without_our_thumbnail_is_refused(tmp_path, bucket):
 @pytest.mark.parametrize("mode", ["external", "direct"])
 def test_lost_answer_then_retry_gives_one_item_and_a_duplicate_receipt(tmp_path, bucket, mode):
     fake = platform(bucket)
-    fake.lose(1, seconds=LATE, on="register_existing" if mode == "external" else "confirm")
+    fake.lose(1, seconds=LATE, on="register_existing" if mode == "external" else "register_upload")
     item = make_delivery(tmp_path)
     with serving(fake.app) as base:
         target = adapter(base, mode, bucket=bucket, timeout=FAST)
@@ -205,9 +209,10 @@ def test_lost_answer_then_retry_gives_one_item_and_a_duplicate_receipt(tmp_path,
     [registered] = fake.items()
     assert receipt["duplicate"] is True and receipt["reason"] == "ALREADY_EXISTS"
     assert receipt["name"] == registered["name"] == f"{item.image_id}.png"
-    if mode == "direct":
+    assert receipt["status"] in ("processing", "new") and registered["status"] == "new"
+    if mode == "direct":            # issue #12 (a): the upload id was lost with the answer: found, finished
         assert registered["data"] == item.png_path.read_bytes()
-        assert receipt["upload_checked"] is False
+        assert len(fake.calls("/storage/")) == 1 and len(fake.uploads) == 1
 
 
 def test_direct_lost_confirm_answer_is_resumed_by_the_same_adapter(tmp_path):
@@ -240,7 +245,7 @@ def test_direct_retry_finishes_an_upload_that_failed_midway(tmp_path, step):
     [registered] = fake.items()
     assert registered["status"] == "new" and registered["data"] == item.png_path.read_bytes()
     assert receipt["resumed"] is True and receipt["duplicate"] is False
-    assert len(fake.calls("register_upload")) == 2 and len(fake.uploads) == 1
+    assert len(fake.calls("register_upload")) == 1 and len(fake.uploads) == 1     # resumed from progress
 
 
 @pytest.mark.parametrize("mode", ["external", "direct"])

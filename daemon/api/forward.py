@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from sensord.daemon.dsio.timefmt import iso
 from sensord.daemon.forward import filter_spec
 
 from .body import json_body
@@ -47,9 +48,12 @@ def forward():
             body = {**body, **res.modality_session}
         else:
             acq_context = (res.image_info.get("acquisitionInfo") or {}).get("context") or {}
+            # The Filters spec's ImageInfo has no createdOn: the resource's own creation time stands in.
+            info = res.image_info if res.image_info.get("createdOn") else \
+                {**res.image_info, "createdOn": iso(res.created_on)}
             try:
                 # Hard-linked into the outbox: the resource may expire before delivery.
-                ids = services.forwarding.queue([(target, spec)], image_id=res.id, image_info=res.image_info,
+                ids = services.forwarding.queue([(target, spec)], image_id=res.id, image_info=info,
                                                 context={**acq_context, **context},
                                                 png_path=services.store.media_path(res))
             except FileNotFoundError:

@@ -8,6 +8,7 @@ after a permanent failure, ``max_attempts`` tries or ``max_age_hours``.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import shutil
@@ -26,7 +27,7 @@ from sensord.filters import png as pngcodec
 from sensord.filters.pixel_hash import ALGORITHMS as HASH_ALGS
 from sensord.filters.pixel_hash import pixel_hash
 
-from . import filter_spec
+from . import deidentify, filter_spec
 from .filter_spec import FilterSpec
 from .outbox import Entry, Outbox
 from .platforms import open_adapter
@@ -50,6 +51,7 @@ class Target:
     max_age: float = 72 * 3600.0
     backoff_base: float = 2.0
     backoff_max: float = 600.0
+    deid: deidentify.Deidentifier | None = None     # the target's `deidentify` option, when on
 
 
 def backoff(attempts: int, *, base: float, cap: float, rng=random) -> float:
@@ -187,7 +189,11 @@ class Forwarder:
                 work.write_bytes(data)
                 path = work
             item = Delivery(entry_id=entry.id, target=target.name, image_id=image_id, png_path=path,
-                            image_info=info, context=entry.context, attempt=entry.attempts)
+                            image_info=info, context=entry.context, attempt=entry.attempts,
+                            progress=entry.progress,
+                            recorder=functools.partial(self.outbox.record_step, entry.id))
+            if target.deid is not None:     # a de-identified copy: see forward.deidentify
+                item = target.deid.apply(item)
             started = time.monotonic()
             receipt = target.adapter.deliver(item)
             self.outbox.delivered(entry.id, receipt or {})
@@ -218,8 +224,10 @@ class Forwarder:
                 self._in_flight.pop(entry.id, None)
 
 
-def build_targets(configs: list[dict]) -> dict[str, Target]:
-    """Targets from the [[forward.targets]] tables; ValueError names what is wrong."""
+def build_targets(configs: list[dict], *, state_dir: Path | None = None) -> dict[str, Target]:
+    """Targets from the [[forward.targets]] tables; ValueError names what is wrong.
+
+    ``state_dir`` holds the pseudonym key of targets with ``deidentify`` on."""
     targets = {}
     outbox_keys = {"concurrency": int, "max_attempts": int, "max_age_hours": float,
                    "backoff_base": float, "backoff_max": float}
@@ -229,7 +237,8 @@ def build_targets(configs: list[dict]) -> dict[str, Target]:
         name = raw["name"]
         if name in targets:
             raise ValueError(f"forward.targets: the name {name!r} is used twice")
-        options = {k: v for k, v in raw.items() if k not in outbox_keys and k not in ("name", "kind")}
+        options = {k: v for k, v in raw.items() if k not in outbox_keys and k not in ("name", "kind")
+                   and k not in deidentify.OPTION_KEYS}
         extra = {}
         for key, kind in outbox_keys.items():
             if key in raw:
@@ -241,5 +250,6 @@ def build_targets(configs: list[dict]) -> dict[str, Target]:
         targets[name] = Target(
             name=name, kind=raw["kind"], adapter=adapter, concurrency=extra.get("concurrency", 2),
             max_attempts=extra.get("max_attempts", 20), max_age=extra.get("max_age_hours", 72.0) * 3600,
-            backoff_base=extra.get("backoff_base", 2.0), backoff_max=extra.get("backoff_max", 600.0))
+            backoff_base=extra.get("backoff_base", 2.0), backoff_max=extra.get("backoff_max", 600.0),
+            deid=deidentify.policy(name, raw["kind"], raw, state_dir=state_dir))
     return targets

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS entries (
     updated      REAL NOT NULL,
     last_error   TEXT,
     receipt      TEXT,
+    progress     TEXT,
     UNIQUE (target, image_id, filter)
 );
 CREATE INDEX IF NOT EXISTS due ON entries (state, next_attempt);
@@ -64,6 +65,8 @@ class Entry:
     updated: float
     last_error: str | None
     receipt: dict | None
+    progress: dict = dataclasses.field(default_factory=dict)
+                                      # each delivery step's recorded result (record_step)
 
     def to_json(self) -> dict:
         return {"id": self.id, "target": self.target, "imageId": self.image_id, "filter": self.filter,
@@ -92,6 +95,9 @@ class Outbox:
         # with FULL: a queued image is acknowledged only once it is on disk.
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(SCHEMA)
+        # Databases made before step records: add the column (NULL: no step known).
+        if "progress" not in {row["name"] for row in db.execute("PRAGMA table_info(entries)")}:
+            db.execute("ALTER TABLE entries ADD COLUMN progress TEXT")
         self._db = db
         with self._lock:
             # Leases from a previous run are void: those deliveries were cut short.
@@ -176,7 +182,8 @@ class Outbox:
                         "file": self.files / row["file"],
                         "image_info": json.loads(row["image_info"]),
                         "context": json.loads(row["context"]),
-                        "receipt": json.loads(row["receipt"]) if row["receipt"] else None})
+                        "receipt": json.loads(row["receipt"]) if row["receipt"] else None,
+                        "progress": json.loads(row["progress"]) if row["progress"] else {}})
 
     # Entry's fields are named as the table's columns: the SELECT follows the dataclass.
     _COLUMNS = ", ".join(f.name for f in dataclasses.fields(Entry))
@@ -228,6 +235,33 @@ class Outbox:
                 self._conn.execute("COMMIT")
         return [dataclasses.replace(e, attempts=e.attempts + 1) for e in entries]
 
+    def record_step(self, entry_id: int, step: str, value) -> None:
+        """Keep one delivery step's result (JSON; None forgets the step) in the entry's progress.
+
+        Durable on return, against kill -9 and power loss alike (synchronous=FULL
+        for this commit): the adapter takes its next network step only after it.
+        """
+        with self._lock:
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute("SELECT progress FROM entries WHERE id = ?", (entry_id,)).fetchone()
+                if row is None:
+                    raise KeyError(f"outbox entry {entry_id} is gone")
+                progress = json.loads(row["progress"]) if row["progress"] else {}
+                if value is None:
+                    progress.pop(step, None)
+                else:
+                    progress[step] = value
+                self._conn.execute("UPDATE entries SET progress = ?, updated = ? WHERE id = ?",
+                                   (json.dumps(progress) if progress else None, self.clock(), entry_id))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+
     def delivered(self, entry_id: int, receipt: dict) -> None:
         self._finish(entry_id, "delivered", None, json.dumps(receipt), self.clock())
         self._drop_file_if_unused(entry_id)
@@ -257,7 +291,9 @@ class Outbox:
 
     # -- operators -------------------------------------------------------
     def retry(self, entry_id: int) -> bool:
-        """A dead (or waiting) entry goes back to pending, due now, with a fresh count."""
+        """A dead (or waiting) entry goes back to pending, due now, with a fresh count.
+
+        Its recorded steps stay: the next attempt resumes from them (a drop forgets them)."""
         with self._lock:
             changed = self._conn.execute(
                 "UPDATE entries SET state = 'pending', attempts = 0, next_attempt = ?, updated = ?"

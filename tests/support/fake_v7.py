@@ -17,7 +17,14 @@ client (darwin-py):
   …/uploads/{id}/sign`` answers an ``upload_url`` on this server, signed by a
   token in its query (a PUT without it is 403, like S3); ``confirm`` before
   the bytes arrived is 400. A second confirm of a finished upload answers
-  200 again (assumed: V7 does not document it).
+  200 again (assumed: V7 does not document it). A confirmed item is
+  ``processing``; the next listing shows it ``new`` (processing is quick).
+- The item listing as darwin-py calls it: ``GET /api/datasets`` (no team)
+  lists the datasets with their numeric ``id``; ``GET …/items`` filters by
+  ``dataset_ids[]`` and ``item_names[]``, pages by ``page[size]`` and
+  ``page[from]`` (answer ``page.next``); an ``uploading`` item shows its
+  pending ``uploads`` (not under ``slots``). ``DELETE …/items`` with JSON
+  ``filters`` {``item_ids``, ``dataset_ids``} deletes items and their uploads.
 
 Fault knobs act on the next requests whose path contains ``on``:
 ``fail(n, status)``, ``throttle(n, retry_after)``, ``slow(n, seconds)``
@@ -60,6 +67,7 @@ class FakeV7:
     def __init__(self, *, api_key="key-1", team="clinic", datasets=("xrays",), storages=None):
         self.api_key, self.team = api_key, team
         self.datasets: dict[str, dict] = {slug: {} for slug in datasets}   # slug -> {(path, name): item}
+        self.dataset_ids = {slug: 100 + i for i, slug in enumerate(datasets)}
         self.storages: dict[str, Storage] = dict(storages or {})
         self.uploads: dict[str, dict] = {}
         self.requests: list[dict] = []
@@ -196,10 +204,59 @@ class FakeV7:
             if upload["data"] is None:
                 return _error(400, "UPLOAD_NOT_FOUND", "nothing was uploaded for this upload id")
             item = upload["item"]
-            item["status"], item["data"] = "new", upload["data"]
+            if item["status"] == "uploading":
+                item["status"], item["data"] = "processing", upload["data"]
+            upload["confirmed"] = True
+            return jsonify({})
+
+        @app.get("/api/datasets")
+        def list_datasets():
+            return jsonify([{"id": self.dataset_ids[slug], "slug": slug, "name": slug} for slug in self.datasets])
+
+        @app.get(API)
+        def list_items(team):
+            by_id = {v: k for k, v in self.dataset_ids.items()}
+            wanted = [by_id.get(int(i)) if i.isdigit() else None for i in request.args.getlist("dataset_ids[]")]
+            names = set(request.args.getlist("item_names[]"))
+            size = int(request.args.get("page[size]", 500))
+            start = int(request.args.get("page[from]", 0))
+            with self._lock:
+                found = [(slug, item) for slug in wanted if slug for item in self.datasets[slug].values()
+                         if not names or item["name"] in names]
+                page = found[start:start + size]
+                listed = [self._listing(slug, item) for slug, item in page]
+                for _, item in page:
+                    if item["status"] == "processing":
+                        item["status"] = "new"
+            following = str(start + size) if start + size < len(found) else None
+            return jsonify(items=listed, page={"count": len(found), "next": following, "previous": None})
+
+        @app.delete(API)
+        def delete_items(team):
+            filters = (request.get_json(silent=True) or {}).get("filters") or {}
+            ids, datasets = set(filters.get("item_ids") or []), filters.get("dataset_ids") or []
+            if not ids or not datasets:
+                return _error(400, "VALIDATION", "filters.item_ids and filters.dataset_ids are required")
+            by_id = {v: k for k, v in self.dataset_ids.items()}
+            with self._lock:
+                for number in datasets:
+                    dataset = self.datasets.get(by_id.get(number, ""), {})
+                    for key in [k for k, item in dataset.items() if item["id"] in ids]:
+                        del dataset[key]
+                for upload_id in [u for u, up in self.uploads.items() if up["item"]["id"] in ids]:
+                    del self.uploads[upload_id]
             return jsonify({})
 
         return app
+
+    def _listing(self, slug: str, item: dict) -> dict:
+        listed = {"id": item["id"], "name": item["name"], "path": item["path"], "status": item["status"],
+                  "dataset_id": self.dataset_ids[slug],
+                  "slots": [{k: v for k, v in s.items() if k != "upload_id"} for s in item["slots"]]}
+        if item["status"] == "uploading":
+            listed["uploads"] = [{"id": s["upload_id"], "slot_name": s["slot_name"], "file_name": s["file_name"]}
+                                 for s in item["slots"] if s.get("upload_id") in self.uploads]
+        return listed
 
     def _dataset_of(self, body):
         if not isinstance(body, dict) or not isinstance(body.get("items"), list) or not body["items"]:
@@ -229,7 +286,8 @@ class FakeV7:
                 if status == "uploading":
                     for slot in record["slots"]:
                         slot["upload_id"] = upload_id = str(uuid.uuid4())
-                        self.uploads[upload_id] = {"item": record, "data": None, "tokens": set()}
+                        self.uploads[upload_id] = {"item": record, "data": None, "tokens": set(),
+                                                   "confirmed": False}
                 dataset[key] = record
                 registered.append({k: v for k, v in record.items() if k != "data"})
         return jsonify(items=registered, blocked_items=blocked)

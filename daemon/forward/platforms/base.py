@@ -15,12 +15,19 @@ target's concurrency limit) and reads the outcome:
 A delivery must be idempotent where the platform lets us tell: after a lost
 response the outbox retries, and the retry must find the image already
 there and return a receipt instead of storing a second copy.
+
+A delivery of several steps records each step's result with
+``item.record(step, value)`` (durable in the outbox entry on return) before
+it takes the next; a retry, or the first attempt after a restart, sees them
+in ``item.progress`` and resumes from what is known instead of guessing.
 """
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 import requests
 
@@ -50,6 +57,33 @@ class Delivery:
                                # patientName, birthDate, sex, studyDate (YYYY-MM-DD),
                                # studyDescription, laterality (L/R), tooth, region ...
     attempt: int = 1
+    progress: Mapping[str, Any] = field(default_factory=dict)
+                               # the steps recorded by earlier attempts (read-only; see record)
+    recorder: Callable[[str, Any], None] | None = field(default=None, repr=False, compare=False)
+                               # the outbox's durable record_step for this entry
+    deidentified: str | None = None
+                               # None, or (the target's `deidentify` on: context and image_info
+                               # are a de-identified copy) how its dates were treated: "keep",
+                               # "shift" or "remove"; see forward.deidentify
+
+    def __post_init__(self) -> None:
+        steps = dict(self.progress)
+        object.__setattr__(self, "_steps", steps)
+        object.__setattr__(self, "progress", MappingProxyType(steps))
+
+    def record(self, step: str, value: Any) -> None:
+        """Keep a step's result (JSON-able; None forgets it) before taking the next step.
+
+        Durable when this returns (the outbox commits it with fsync), so a retry
+        or a restart resumes from it; ``progress`` shows it at once.
+        """
+        if self.recorder is not None:
+            self.recorder(step, value)
+        steps: dict = getattr(self, "_steps")
+        if value is None:
+            steps.pop(step, None)
+        else:
+            steps[step] = value
 
     @property
     def filename(self) -> str:

@@ -27,6 +27,9 @@ modality   optional  default ``IO`` (DICOM's intraoral radiography)
 tags       optional  list of strings, no commas; default none
 publish    optional  bool, default false: resources wait in the inbox
 timeout    optional  seconds per HTTP call, default 30
+deidentify optional  bool, default true: a de-identified copy (names, ids, birth
+                     dates removed or pseudonymised in metadata and context;
+                     ``deidentify_dates``, ``pseudonym_key``: see forward.deidentify)
 =========  ========  =========================================================
 """
 from __future__ import annotations

@@ -35,13 +35,47 @@ Storage - For Presentation", SOP Class 1.2.840.10008.5.1.4.1.1.1.3):
   Mandible when all teeth are in one jaw, else "Teeth, gums and supporting
   structures". Image Laterality comes from the context's laterality, else
   from the teeth's quadrants (R, L or B).
-- **Unknown stays empty, never invented**: without a laterality or a coded
-  tooth, Image Laterality is sent empty and no tooth items are sent; Patient
-  Orientation (required by the DX Image module when no View Code Sequence
-  is sent) is empty unless the context gives ``patientOrientation``, as the
-  sensor's orientation in the mouth is not known here; Detector Type (type 2)
-  is empty, as ImageInfo does not say whether the sensor is a scintillator
-  or a direct converter ("DIGITAL" is not one of the standard's terms).
+- **No tooth: the standard's whole-dentition terms, never a made-up tooth
+  or side.** The Intra-oral Image module (PS3.3 C.8.11.9) makes Image
+  Laterality type 1 (R, L or B, "both, i.e. midline") and needs either
+  Primary Anatomic Structure Sequence (the teeth) or an Anatomic Region
+  Modifier Sequence (CID 4017, nested in the region item). Without a coded
+  tooth the region sent is CID 4016's "Teeth, gums and supporting
+  structures" (the whole dentition), its laterality is B, the laterality of
+  that bilateral region (the context's laterality wins when given), and the
+  modifier is SNOMED CT 261665006 "Unknown" (the qualifier the standard uses
+  throughout for a value not known; CID 4017 is a Defined group, so a code
+  outside it is allowed), not one of CID 4017's tooth-type regions.
+- **Patient Orientation** (PS3.3 C.7.6.1.1.1; type 1C in the DX Image
+  module C.8.11.3 as no View Code Sequence is sent): the direction of the
+  rows, then of the columns, for the image as dental viewers mount it:
+  labial mounting (the ADA convention, PS3.17's dental views: the viewer
+  faces the patient, crowns toward the occlusal plane, the patient's head
+  up). The sensor's frame at ``acquisitionInfo.rotation`` 0 is taken as
+  that upright view; the rotation (clockwise) turns it. Upright, the
+  columns run toward the feet (F) for either jaw; the rows run toward the
+  patient's left (L) for incisors and canines (seen from the front),
+  anterior (A) for posterior teeth on the right and posterior (P) on the
+  left (seen from the cheek, mesial toward the midline), AL / PL for a
+  right / left image that spans both. Without a coded tooth, the whole
+  dentition seen from the front: L\\F before rotation. The context's
+  ``patientOrientation`` wins when given.
+- **Unknown stays empty otherwise**: Detector Type (type 2) is empty, as
+  ImageInfo does not say whether the sensor is a scintillator or a direct
+  converter ("DIGITAL" is not one of the standard's terms).
+- **Identifiers for a DICOMDIR** (PS3.3 F.5, the keys dciodvfy checks),
+  stable, derived from what is known: Study Time is the context's
+  ``studyTime``, else the acquisition time (``createdOn``), so it is the
+  first image's time only when that image is the one the archive keeps;
+  Study ID (SH, 16) the first 16 hex digits of uuid5(Study Instance UID);
+  Series Number 1 for the acquired image, 2 unmap, 3 select, 4 supreme,
+  5 ae (6 another filter), each in its own series; Instance Number the
+  acquisition time of day as HHMMSS (images sort as taken; a filtered copy
+  keeps its source's). Without a ``patientId``, Patient ID is
+  ``sensord-`` + 16 hex digits of uuid5(Study Instance UID), with Issuer of
+  Patient ID ``sensord``, so the image is never filed under another
+  patient's id and the made-up id says whose it is; the de-identification
+  profile replaces it like any other.
 - **UIDs**, all ``2.25.<decimal of a UUID>`` (PS3.5 B.2), <= 44 characters:
   SOP Instance from ``image_id``; Study from the context's
   ``studyInstanceUid`` if given, else uuid5(patientId, studyDate,
@@ -215,10 +249,13 @@ def _set_patient_and_study(ds: Dataset, context: dict, *, image_id: str, created
     ds.PatientBirthDate = _date(context.get("birthDate"), "context.birthDate")
     ds.PatientSex = _sex(context.get("sex"))
     ds.StudyDate = _date(context.get("studyDate"), "context.studyDate") or created.strftime("%Y%m%d")
-    ds.StudyTime = _time(context.get("studyTime"), "context.studyTime")
+    ds.StudyTime = _time(context.get("studyTime"), "context.studyTime") or created.strftime("%H%M%S")
     ds.StudyInstanceUID = study_uid(context, image_id=image_id, study_date=ds.StudyDate)
+    if not ds.PatientID:                  # see the module docstring: never another patient's id
+        ds.PatientID = "sensord-" + uuid.uuid5(NAMESPACE, f"patient\0{ds.StudyInstanceUID}").hex[:16]
+        ds.IssuerOfPatientID = "sensord"
     ds.ReferringPhysicianName = _text(context.get("referringPhysician"))
-    ds.StudyID = ""
+    ds.StudyID = uuid.uuid5(NAMESPACE, f"study-id\0{ds.StudyInstanceUID}").hex[:16].upper()
     ds.AccessionNumber = _text(context.get("accessionNumber"))
     if context.get("studyDescription"):
         ds.StudyDescription = _text(context["studyDescription"])
@@ -230,7 +267,7 @@ def _set_series_and_equipment(ds: Dataset, image_info: dict, *, institution: str
     link = image_info.get("deviceInfo") or {}
     ds.Modality = "IO"
     ds.SeriesInstanceUID = series_uid(ds.StudyInstanceUID, image_info)
-    ds.SeriesNumber = 1 if _filter(image_info) == "raw" else 2
+    ds.SeriesNumber = _SERIES_NUMBERS.get(_filter(image_info).split(":")[0], 6)
     if _filter(image_info) != "raw":
         ds.SeriesDescription = f"sensord filter {_filter(image_info)}"
     ds.PresentationIntentType = "FOR PRESENTATION"
@@ -246,11 +283,12 @@ def _set_series_and_equipment(ds: Dataset, image_info: dict, *, institution: str
 def _set_image(ds: Dataset, image_info: dict, context: dict, *, image_id: str, created: datetime) -> None:
     """General Image and the DX Image attributes that do not depend on the pixels."""
     spec = _filter(image_info)
-    ds.InstanceNumber = ""
+    ds.InstanceNumber = int(created.strftime("%H%M%S"))
     ds.ContentDate, ds.ContentTime = created.strftime("%Y%m%d"), created.strftime("%H%M%S.%f")
     ds.AcquisitionDateTime = created.strftime("%Y%m%d%H%M%S.%f%z")
     ds.ImageType = ["ORIGINAL" if spec == "raw" else "DERIVED", "PRIMARY", ""]
-    ds.PatientOrientation = _orientation(context.get("patientOrientation"))
+    ds.PatientOrientation = (_orientation(context.get("patientOrientation"))
+                             or _intraoral_orientation(context, image_info))
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "0", "1", "US"
@@ -323,16 +361,47 @@ def _set_anatomy(ds: Dataset, context: dict) -> None:
     jaws = {_QUADRANTS[int(t[0])][0] for t in coded}
     region = (codes.cid4016.Maxilla if jaws == {"maxillary"} else codes.cid4016.Mandible
               if jaws == {"mandibular"} else codes.cid4016.TeethGumsAndSupportingStructures)
-    ds.AnatomicRegionSequence = Sequence([_code_item(region)])
+    region_item = _code_item(region)
     if coded:
         ds.PrimaryAnatomicStructureSequence = Sequence([_code_item(TOOTH_CODES[t]) for t in coded])
+    else:                                 # PS3.3 C.8.11.9: a modifier when no tooth is sent
+        region_item.AnatomicRegionModifierSequence = Sequence([_code_item(codes.SCT.Unknown)])
+    ds.AnatomicRegionSequence = Sequence([region_item])
     if teeth:
         ds.ImageComments = "Tooth: " + ", ".join(teeth)
     laterality = _laterality(context.get("laterality"))
     if not laterality and coded:
         sides = {_QUADRANTS[int(t[0])][1] for t in coded}
         laterality = "B" if len(sides) > 1 else "R" if sides == {"right"} else "L"
-    ds.ImageLaterality = laterality
+    ds.ImageLaterality = laterality or "B"     # no tooth: the whole dentition, a bilateral region
+
+
+_SERIES_NUMBERS = {"raw": 1, "unmap": 2, "select": 3, "supreme": 4, "ae": 5}
+_OPPOSITE = str.maketrans("APRLHF", "PALRFH")
+
+
+def _intraoral_orientation(context: dict, image_info: dict) -> list[str]:
+    """Patient Orientation of the image as mounted labially, turned by the acquisition's rotation."""
+    coded = [t for t in _teeth(context.get("tooth")) if t in TOOTH_CODES]
+    sides = {_QUADRANTS[int(t[0])][1] for t in coded}
+    posterior = {int(t[1]) >= 4 for t in coded}       # premolars, molars (deciduous: molars)
+    row = "L"                             # front view: incisors, canines, no tooth, or both sides
+    if len(sides) == 1 and True in posterior:
+        row = "A" if sides == {"right"} else "P"
+        if False in posterior:            # canine to premolars: around the arch's corner
+            row += "L"
+    column = "F"                          # upright: the patient's head at the top
+    turns = _rotation(image_info) // 90
+    for _ in range(turns):                # 90 degrees clockwise: (row, column) -> (-column, row)
+        row, column = column.translate(_OPPOSITE), row
+    return [row, column]
+
+
+def _rotation(image_info: dict) -> int:
+    value = (image_info.get("acquisitionInfo") or {}).get("rotation")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in (0, 90, 180, 270):
+        return 0
+    return int(value)
 
 
 def _code_item(code) -> Dataset:

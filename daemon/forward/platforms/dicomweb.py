@@ -10,6 +10,10 @@ station             Station Name (<= 16 chars)
 verify_readback     decode the stored instance and compare its pixel hash
                     (default true); false only checks that it exists
 timeout             seconds per HTTP request (default 30)
+deidentify          a de-identified copy (default false): the context is
+                    pseudonymised (`forward.deidentify`) and the instance
+                    follows PS3.15's Basic Profile (`dicom_deid`); with
+                    ``deidentify_dates`` and ``pseudonym_key``
 ==================  ========================================================
 
 A delivery builds the instance (`daemon.platforms.dicom`: UIDs derive from
@@ -41,7 +45,7 @@ from sensord.filters import png as pngcodec
 from sensord.filters.pixel_hash import ALGORITHMS as HASH_ALGS
 from sensord.filters.pixel_hash import pixel_hash
 
-from . import dicom
+from . import dicom, dicom_deid
 from .base import (
     Adapter,
     Delivery,
@@ -176,6 +180,8 @@ class DicomWebAdapter(Adapter):
         try:
             ds = dicom.build_dataset(pixels, info, item.context, image_id=item.image_id,
                                      institution=self.institution, station=self.station)
+            if item.deidentified:           # a de-identified copy: PS3.15 on the instance too
+                dicom_deid.apply_profile(ds, dates=item.deidentified, pseudonym=item.context.get("patientId"))
         except ValueError as err:
             raise PermanentError(f"{self.name}: cannot describe image {item.image_id} in DICOM: {err}") from None
         return Prepared(dicom.to_bytes(ds), ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID,

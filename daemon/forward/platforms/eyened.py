@@ -43,6 +43,10 @@ pixel_hash_prop     optional  image_props key for ``"<alg>:<hash>"`` of the
                               pixels; default ``""`` (left out: eyened knows no
                               such property), e.g. ``PixelHash`` to send it
 timeout             optional  seconds per HTTP call, default 30
+deidentify          optional  bool, default true: a de-identified copy; the
+                              pseudonym is the patient identifier and fills
+                              ``{patientId}``; with ``deidentify_dates`` and
+                              ``pseudonym_key``, see ``forward.deidentify``
 ==================  ========  ===============================================
 """
 from __future__ import annotations

@@ -16,18 +16,28 @@ direct
     PUT there (without our API key); ``POST …/items/uploads/{id}/confirm``
     completes it. The local PNG is checked against the pixel hash first.
 
+De-identification: ``deidentify`` (default true), ``deidentify_dates`` and
+``pseudonym_key`` are read by the forwarder (`forward.deidentify`): the
+context, hence the ``path`` template's ``{patientId}``, carries a keyed
+pseudonym instead of the patient's id, and no name or birth date.
+
 Idempotency: the item's name is ``{image_id}.png`` and its folder comes from
 the delivery's context, both the same on every attempt. Darwin keeps names
 unique per folder, so a retry after a lost answer is refused per item as
 ``ALREADY_EXISTS``, which we report as a delivery (``"duplicate": true``).
 
-In direct mode an existing name only proves that registration happened, not
-that the bytes arrived. While the daemon runs, the adapter remembers the
-upload id of each unfinished upload, so a retry after a failed sign, PUT or
-confirm finishes that upload instead of calling it done. What it cannot
-know is an upload id whose registration answer was lost, or one from
-before a restart: such a duplicate is reported with ``"upload_checked":
-false`` and logged, so an operator can look at the item.
+Every step's result is recorded in the outbox entry (``item.record``)
+before the next step: direct mode records ``upload`` (item and upload id,
+from register_upload), ``put`` (the upload id whose bytes were PUT) and
+``confirmed``; external mode records ``registered``. A retry or a restart
+resumes from them. An existing name only proves that registration
+happened, not that the bytes arrived: with no recorded upload the item is
+looked up (darwin-py's listing: the dataset's numeric id from
+``GET /api/datasets``, then ``GET …/items?dataset_ids[]=…&item_names[]=…``)
+and, still ``uploading``, finished with its pending upload id, or deleted
+and registered again when it has none. An entry is delivered only when the
+listing shows the item past ``uploading`` (``processing``, ``new`` …);
+``error`` is permanent.
 """
 from __future__ import annotations
 
@@ -37,7 +47,7 @@ import re
 import string
 import threading
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 
@@ -71,11 +81,8 @@ THUMBNAIL_QUALITY = 60
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-class _UploadState(TypedDict):
-    """A direct-mode upload under way, kept so that a retry resumes it."""
-    upload_id: str
-    uploaded: bool              # the bytes were PUT; only the confirmation is left
-    item_id: Any                # the registered item's id, as V7 returned it
+UPLOADING, FAILED = "uploading", "error"      # item statuses: not complete; V7 failed it
+MAX_PAGES = 100
 
 
 _COMMON = {"url", "team_slug", "api_key", "dataset_slug", "mode", "path", "timeout"}
@@ -248,12 +255,15 @@ class V7Adapter(Adapter):
     def __init__(self, *, name: str, options: dict, http=None):
         self.opts = parse_options(options)          # before the session is made: nothing to close
         super().__init__(name=name, options=options, http=http)
-        self._unfinished: dict[str, _UploadState] = {}      # direct mode: image_id -> its upload
+        self._dataset_id: Any = None        # the dataset's numeric id, for the item listing
         self._lock = threading.Lock()
 
     # -- HTTP -----------------------------------------------------------
     def _api(self, method: str, endpoint: str, what: str, **kwargs):
-        url = f"{self.opts['url']}/teams/{self.opts['team_slug']}/items/{endpoint}"
+        url = f"{self.opts['url']}/teams/{self.opts['team_slug']}/items/{endpoint}".rstrip("/")
+        return self._call(method, url, what, **kwargs)
+
+    def _call(self, method: str, url: str, what: str, **kwargs):
         headers = {"Authorization": f"ApiKey {self.opts['api_key']}", "Accept": "application/json"}
         response = transport(lambda: self.http.request(method, url, headers=headers,
                                                        timeout=self.opts["timeout"], **kwargs), what)
@@ -289,6 +299,12 @@ class V7Adapter(Adapter):
         root, prefix = opts["storage_folder"], opts["storage_prefix"]
         key = f"{prefix}/{name}" if prefix else name
         thumb_key = f"{prefix}/thumbnails/{item.image_id}.jpg" if prefix else f"thumbnails/{item.image_id}.jpg"
+        receipt = {"mode": "external", "dataset": opts["dataset_slug"], "path": path, "name": name,
+                   "storage_key": key}
+        if opts["readonly"]:
+            receipt["thumbnail_key"] = thumb_key
+        if "registered" in item.progress:           # registered before: only the lookup is left
+            return self._listed_complete(item, name, path, {**receipt, **item.progress["registered"]})
         if not root.is_dir():
             raise RetryableError(f"v7: storage_folder {root} is not there (bucket not mounted?)")
 
@@ -315,52 +331,126 @@ class V7Adapter(Adapter):
         what = f"v7 register_existing {name}"
         registered = registration_outcome(self._api("POST", "register_existing", what, json=payload),
                                           name=name, path=path, what=what)
-        receipt = {"mode": "external", "dataset": opts["dataset_slug"], "path": path, "name": name,
-                   "storage_key": key}
-        if opts["readonly"]:
-            receipt["thumbnail_key"] = thumb_key
-        if registered is None:
-            return {**receipt, "duplicate": True, "reason": ALREADY_EXISTS}
-        return {**receipt, "duplicate": False, "item_id": registered.get("id")}
+        answer = {"duplicate": True, "reason": ALREADY_EXISTS} if registered is None \
+            else {"duplicate": False, "item_id": registered.get("id")}
+        item.record("registered", answer)
+        return self._listed_complete(item, name, path, {**receipt, **answer})
+
+    def _listed_complete(self, item: Delivery, name: str, path: str, receipt: dict) -> dict:
+        """The receipt once the listing shows the item complete; else the outbox's error."""
+        found = self._find(name, path)
+        status = found.get("status") if found else None
+        if found is None:
+            raise RetryableError(f"v7: {name} at {path} is registered but not listed (yet)")
+        if status == FAILED:
+            raise PermanentError(f"v7: Darwin failed item {found.get('id')} ({name} at {path}): status error")
+        if status == UPLOADING:
+            raise RetryableError(f"v7: {name} at {path} is still uploading")
+        return {**receipt, "item_id": found.get("id"), "status": status}
+
+    # -- the item listing -------------------------------------------------
+    def _dataset_numeric_id(self) -> Any:
+        with self._lock:
+            if self._dataset_id is not None:
+                return self._dataset_id
+        root = re.sub(r"/v2$", "", self.opts["url"])
+        what = "v7 list datasets"
+        body = self._call("GET", f"{root}/datasets", what)
+        for dataset in body if isinstance(body, list) else []:
+            if isinstance(dataset, dict) and dataset.get("slug") == self.opts["dataset_slug"]:
+                with self._lock:
+                    self._dataset_id = dataset.get("id")
+                return dataset.get("id")
+        raise PermanentError(f"{what}: no dataset {self.opts['dataset_slug']!r} in the team")
+
+    def _find(self, name: str, path: str) -> dict | None:
+        """The dataset's item ``name`` at ``path`` as the listing shows it, or None."""
+        params: dict[str, Any] = {"dataset_ids[]": [self._dataset_numeric_id()], "item_names[]": [name],
+                                  "page[size]": 500}
+        what = f"v7 list items {name}"
+        for _ in range(MAX_PAGES):
+            body = self._api("GET", "", what, params=params)
+            if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+                raise RetryableError(f"{what}: unexpected answer {str(body)[:200]}")
+            for found in body["items"]:
+                if isinstance(found, dict) and found.get("name") == name and (found.get("path") or "/") == path:
+                    return found
+            following = (body.get("page") or {}).get("next")
+            if not following:
+                return None
+            params["page[from]"] = following
+        raise RetryableError(f"{what}: more than {MAX_PAGES} pages")
+
+    def _delete(self, found: dict) -> None:
+        what = f"v7 delete item {found.get('id')}"
+        self._api("DELETE", "", what, json={"filters": {"item_ids": [found.get("id")],
+                                                         "dataset_ids": [self._dataset_numeric_id()]}})
 
     def _direct(self, item: Delivery, data: bytes, path: str, name: str) -> dict:
         check_pixels(self._decode(data, "the image file"), item.image_info, "the image file")
         payload = {"dataset_slug": self.opts["dataset_slug"],
                    "items": [{"path": path, "name": name, "slots": [{"slot_name": SLOT, "file_name": name}]}]}
         what = f"v7 register_upload {name}"
-        registered = registration_outcome(self._api("POST", "register_upload", what, json=payload),
-                                          name=name, path=path, what=what)
-        receipt = {"mode": "direct", "dataset": self.opts["dataset_slug"], "path": path, "name": name}
-        state: _UploadState | None
-        with self._lock:
-            if registered is not None:
-                slots = [s for s in registered.get("slots") or [] if isinstance(s, dict) and s.get("upload_id")]
-                if len(slots) != 1:
-                    raise PermanentError(f"{what}: expected one upload id, got {registered.get('slots')!r}")
-                state = _UploadState(upload_id=str(slots[0]["upload_id"]), uploaded=False,
-                                     item_id=registered.get("id"))
-                self._unfinished[item.image_id] = state
-            else:
-                state = self._unfinished.get(item.image_id)
-        if state is None:
-            log.warning("v7: %s already exists at %s in %s; its upload was not started by this run, "
-                        "so whether its bytes arrived is unchecked", name, path, self.opts["dataset_slug"])
-            return {**receipt, "duplicate": True, "reason": ALREADY_EXISTS, "upload_checked": False}
-        try:
-            self._upload(state, data, name)
-        except PermanentError:
-            with self._lock:
-                self._unfinished.pop(item.image_id, None)
-            raise
-        with self._lock:
-            self._unfinished.pop(item.image_id, None)
-        return {**receipt, "duplicate": False, "resumed": registered is None, "item_id": state["item_id"],
-                "upload_id": state["upload_id"]}
+        receipt = {"mode": "direct", "dataset": self.opts["dataset_slug"], "path": path, "name": name,
+                   "duplicate": False, "resumed": bool(item.progress)}
+        for _ in range(2):          # a second round only after a stale item was deleted
+            if "upload" not in item.progress:
+                registered = registration_outcome(self._api("POST", "register_upload", what, json=payload),
+                                                  name=name, path=path, what=what)
+                if registered is None:
+                    receipt.update(duplicate=True, reason=ALREADY_EXISTS)
+                    if not self._adopt(item, name, path):
+                        continue
+                else:
+                    slots = [s for s in registered.get("slots") or [] if isinstance(s, dict) and s.get("upload_id")]
+                    if len(slots) != 1:
+                        raise PermanentError(f"{what}: expected one upload id, got {registered.get('slots')!r}")
+                    item.record("upload", {"item_id": registered.get("id"), "upload_id": str(slots[0]["upload_id"])})
+            if "confirmed" not in item.progress:
+                self._upload(item, data, name, path)
+            try:
+                done = self._listed_complete(item, name, path, receipt)
+            except RetryableError:
+                # Confirmed yet not complete: the next attempt confirms again
+                # (or, for an item adopted from the listing, looks it up again).
+                item.record("confirmed", None)
+                if item.progress["upload"].get("upload_id") is None:
+                    item.record("upload", None)
+                raise
+            return {**done, "upload_id": item.progress["upload"].get("upload_id")}
+        raise RetryableError(f"{what}: the item is still there after deleting it")
 
-    def _upload(self, state: _UploadState, data: bytes, name: str) -> None:
-        """Sign, PUT and confirm one upload; a retry resumes after the last step that succeeded."""
-        upload_id = state["upload_id"]
-        if not state["uploaded"]:
+    def _adopt(self, item: Delivery, name: str, path: str) -> bool:
+        """``name`` exists but its upload is unknown: record what the listing says.
+
+        False when the item was stuck in ``uploading`` without a pending upload
+        and was deleted, to be registered again.
+        """
+        found = self._find(name, path)
+        if found is None:
+            raise RetryableError(f"v7: {name} at {path} exists but is not listed (yet)")
+        status = found.get("status")
+        if status == FAILED:
+            raise PermanentError(f"v7: Darwin failed item {found.get('id')} ({name} at {path}): status error")
+        if status != UPLOADING:
+            item.record("upload", {"item_id": found.get("id"), "upload_id": None})
+            item.record("confirmed", "listed")
+            return True
+        pending = [str(u.get("upload_id") or u.get("id")) for u in found.get("uploads") or []
+                   if isinstance(u, dict) and (u.get("upload_id") or u.get("id"))]
+        if len(pending) == 1:
+            log.info("v7: %s at %s is uploading; finishing its upload %s", name, path, pending[0])
+            item.record("upload", {"item_id": found.get("id"), "upload_id": pending[0]})
+            return True
+        log.warning("v7: %s at %s is stuck uploading with %d pending uploads; deleting it to register it "
+                    "again", name, path, len(pending))
+        self._delete(found)
+        return False
+
+    def _upload(self, item: Delivery, data: bytes, name: str, path: str) -> None:
+        """Sign and PUT (unless recorded), then confirm; each step recorded before the next."""
+        upload_id = item.progress["upload"]["upload_id"]
+        if item.progress.get("put") != upload_id:
             signed = self._api("GET", f"uploads/{upload_id}/sign", f"v7 sign upload {upload_id}")
             url = signed.get("upload_url") if isinstance(signed, dict) else None
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -369,8 +459,20 @@ class V7Adapter(Adapter):
             # The signed URL is its own credential: no ApiKey header goes to the storage host.
             response = transport(lambda: self.http.put(url, data=data, timeout=self.opts["timeout"]), what)
             check_response(response, what)
-            state["uploaded"] = True
-        self._api("POST", f"uploads/{upload_id}/confirm", f"v7 confirm upload {upload_id}", json={})
-
+            item.record("put", upload_id)
+        try:
+            self._api("POST", f"uploads/{upload_id}/confirm", f"v7 confirm upload {upload_id}", json={})
+        except PermanentError:
+            found = self._find(name, path)
+            if found is None:                   # deleted meanwhile: start over
+                for step in ("put", "upload"):
+                    item.record(step, None)
+                raise RetryableError(f"v7: {name} at {path} vanished before its upload was confirmed") from None
+            if found.get("status") == UPLOADING:      # the bytes did not arrive: PUT them again
+                item.record("put", None)
+                raise RetryableError(f"v7: confirm upload {upload_id} refused while {name} is uploading; "
+                                     "its bytes go again") from None
+            # confirmed already (an earlier confirm's answer was lost)
+        item.record("confirmed", upload_id)
 
 ADAPTER_CLASS = V7Adapter
