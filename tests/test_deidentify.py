@@ -242,7 +242,8 @@ def test_dicom_dataset_follows_the_basic_profile(tmp_path, dates):
     ds = _dataset(item)
     assert leaks(dicom.to_bytes(ds)) == []
     pseudonym = item.context["patientId"]
-    assert str(ds.PatientName) == ds.PatientID == pseudonym                # Type 2: replaced, not removed
+    assert ds.PatientName.family_name == ds.PatientID == pseudonym         # Type 2: replaced, not removed
+    assert ds.StudyID and ds.StudyID == _dataset(item).StudyID              # Z's dummy, the same per study
     assert ds.PatientBirthDate == "" and ds.ReferringPhysicianName == "" and ds.AccessionNumber == ""
     assert "InstitutionName" not in ds and "StudyDescription" not in ds and ds.PatientSex == "F"
     assert ds.PatientIdentityRemoved == "YES" and "PS3.15" in ds.DeidentificationMethod
@@ -252,7 +253,8 @@ def test_dicom_dataset_follows_the_basic_profile(tmp_path, dates):
     assert all(c.CodingSchemeDesignator == "DCM" for c in ds.DeidentificationMethodCodeSequence)
     assert ds.LongitudinalTemporalInformationModified == dicom_deid.LONGITUDINAL[dates]
     if dates == "remove":
-        assert ds.StudyDate == "" and "AcquisitionDateTime" not in ds
+        assert (ds.StudyDate, ds.StudyTime, ds.ContentDate) == ("19000101", "000000", "")     # dummy, empty
+        assert "AcquisitionDateTime" not in ds
     elif dates == "keep":
         assert ds.StudyDate == "20261123"
     else:

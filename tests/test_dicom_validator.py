@@ -9,13 +9,15 @@ at each sensor rotation. dciodvfy's whole output is shown on failure.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import timezone
 
 import pytest
 
+from sensord.daemon.forward import deidentify
 from sensord.daemon.forward.delivery import filtered_image
 from sensord.daemon.forward.filter_spec import parse
-from sensord.daemon.forward.platforms import dicom
+from sensord.daemon.forward.platforms import dicom, dicom_deid
 from sensord.filters.lut import Lut, lut_map
 from sensord.filters.pixel_hash import pixel_hash
 from tests.support import images
@@ -30,10 +32,17 @@ CONTEXTS = {
     "front teeth": {"tooth": "11,21", "laterality": None},
     "no teeth": {"tooth": None, "laterality": None},
 }
+KEY = b"0123456789abcdef0123456789abcdef"
+# A patient described with every identifier the context can carry into the instance.
+IDENTIFIED = {"patientId": "P-0001", "patientName": "Doe^Jane", "birthDate": "1980-04-02", "sex": "F",
+              "referringPhysician": "Smith^Ann", "accessionNumber": "ACC-778812",
+              "studyDescription": "Bitewing for Jane Doe", "studyDate": "2026-11-23", "tooth": "36",
+              "laterality": "L"}
 
 
-def build_object(tmp_path, kind: str, context: dict, rotation: int):
-    """The Part-10 bytes of one object, made as the DICOMweb adapter makes it."""
+def build_object(tmp_path, kind: str, context: dict, rotation: int, dates: str | None = None):
+    """The Part-10 bytes of one object, made as the DICOMweb adapter makes it (de-identified
+    with ``deidentify_dates = dates`` when ``dates`` is given, as for ``deidentify = true``)."""
     item = make_delivery(tmp_path, context=context)
     info = {**item.image_info, "acquisitionInfo": {**item.image_info["acquisitionInfo"], "rotation": rotation}}
     pixels = images.raw_image(120, 160)
@@ -47,8 +56,14 @@ def build_object(tmp_path, kind: str, context: dict, rotation: int):
         png, info = filtered_image(item.png_path, info, parse(kind))
         pixels = images.decode(png)
         image_id = str(uuid.uuid5(uuid.UUID(item.image_id), kind))
-    ds = dicom.build_dataset(pixels, info, item.context, image_id=image_id, tz=timezone.utc,
+    context = item.context
+    if dates is not None:                         # what the forwarder hands a deidentifying target
+        item = deidentify.Deidentifier(KEY, dates).apply(replace(item, image_info=info))
+        context, info = item.context, item.image_info
+    ds = dicom.build_dataset(pixels, info, context, image_id=image_id, tz=timezone.utc,
                              institution="Clinic Nord", station="OP-2")
+    if dates is not None:
+        dicom_deid.apply_profile(ds, dates=dates, pseudonym=context.get("patientId"))
     return ds, dicom.to_bytes(ds)
 
 
@@ -65,3 +80,18 @@ def test_dciodvfy_finds_no_error_and_no_warning(tmp_path, dciodvfy, kind, teeth,
     assert problems(output) == [], f"dciodvfy {kind}, {teeth}, {patient}, rotation {rotation}:\n{output}"
     assert "IntraoralImageForPresentation" in output
     assert len(ds.PatientOrientation) == 2 and ds.ImageLaterality in ("R", "L", "B")
+
+
+@pytest.mark.parametrize("dates", deidentify.DATE_POLICIES)
+@pytest.mark.parametrize("patient", ["identified", "no patient id"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_dciodvfy_finds_no_error_and_no_warning_in_deidentified_copies(tmp_path, dciodvfy, kind, patient,  # noqa: F811
+                                                                      dates):
+    context = dict(IDENTIFIED) if patient == "identified" else {**CONTEXTS["teeth"], "patientId": None}
+    ds, data = build_object(tmp_path, kind, context, 0, dates=dates)
+    path = tmp_path / "object.dcm"
+    path.write_bytes(data)
+    output = validate(dciodvfy, path)
+    assert problems(output) == [], f"dciodvfy de-identified ({dates}) {kind}, {patient}:\n{output}"
+    assert "IntraoralImageForPresentation" in output
+    assert ds.PatientIdentityRemoved == "YES" and b"Doe" not in data and b"P-0001" not in data

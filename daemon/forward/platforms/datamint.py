@@ -17,6 +17,10 @@ query the Datamint client uses, answering ``{"data": [{"resources": [...]}]}``)
 and, if a resource of exactly that name exists and is not deleted, returns it
 as a ``duplicate: true`` receipt instead of storing a second copy.
 
+The resource's id (from the upload's answer or the lookup) is recorded in the
+outbox entry as step ``uploaded`` before the receipt is returned; a retry or a
+restart that finds it returns that receipt without asking the platform again.
+
 Options (``[[forward.targets]]`` with ``kind = "datamint"``):
 
 =========  ========  =========================================================
@@ -134,8 +138,12 @@ class DatamintAdapter(Adapter):
         self.root = self.opts["url"]
 
     def deliver(self, item: Delivery) -> dict:
+        uploaded = item.progress.get("uploaded")
+        if isinstance(uploaded, dict) and uploaded.get("id"):     # uploaded before: nothing left to do
+            return {**self._receipt(item, uploaded, duplicate=bool(uploaded.get("duplicate"))), "resumed": True}
         found = self.find(item)
         if found is not None:
+            item.record("uploaded", {"id": str(found["id"]), "status": found.get("status"), "duplicate": True})
             return self._receipt(item, found, duplicate=True)
         try:
             data = item.png_path.read_bytes()
@@ -147,6 +155,7 @@ class DatamintAdapter(Adapter):
             raise PermanentError(f"datamint upload refused: {body['error']}")
         if not isinstance(body, dict) or not body.get("id"):
             raise PermanentError(f"datamint upload: no resource id in the answer: {response.text[:300]!r}")
+        item.record("uploaded", {"id": str(body["id"]), "status": body.get("status"), "duplicate": False})
         return self._receipt(item, body, duplicate=False)
 
     def find(self, item: Delivery) -> dict | None:

@@ -11,16 +11,20 @@ Application Level Confidentiality Profile (PS3.15 E.1, Table E.1-1) with:
 - Retain Device Identity Option (113109): station, serial numbers kept;
 - Retain Longitudinal Temporal Information with Full Dates (113106) for
   ``deidentify_dates = "keep"``, with Modified Dates (113107) for "shift";
-  for "remove" dates and times become empty (Type 2) or go (Type 3).
+  for "remove" dates and times become empty (Type 2), the dummy 19000101
+  000000 (Study Date and Time) or go (Type 3).
 
-Patient Name and Patient ID (Type 2) are replaced by the pseudonym, not
-removed; Patient Identity Removed (0012,0062) is YES and De-identification
-Method (0012,0063) and its Code Sequence (0012,0064) name the profile and
+Patient Name and Patient ID (Type 2) are replaced by the pseudonym (the
+name's family component), not removed; Study ID by a dummy; Patient
+Identity Removed (0012,0062) is YES and De-identification Method
+(0012,0063) and its Code Sequence (0012,0064) name the profile and
 options. pydicom has no de-identification profile of its own, and the
 ``deid`` package's recipes would add a dependency (and its own rules) for the
 few dozen attributes a sensord instance can carry, so the table is here.
 """
 from __future__ import annotations
+
+import hashlib
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -32,8 +36,9 @@ DATE_OPTIONS = {"keep": ("113106", "Retain Longitudinal Temporal Information Ful
                 "shift": ("113107", "Retain Longitudinal Temporal Information Modified Dates Option")}
 LONGITUDINAL = {"keep": "UNMODIFIED", "shift": "MODIFIED", "remove": "REMOVED"}
 
-# Table E.1-1, action Z (zero length) for Type 2 attributes an instance must keep.
-EMPTY = ("PatientBirthDate", "PatientBirthTime", "ReferringPhysicianName", "AccessionNumber", "StudyID")
+# Table E.1-1, action Z (zero length) for Type 2 attributes an instance must keep. (Study ID, also Z,
+# gets Z's other form, a dummy value: empty, dciodvfy warns that a DICOMDIR could not be built.)
+EMPTY = ("PatientBirthDate", "PatientBirthTime", "ReferringPhysicianName", "AccessionNumber")
 # Table E.1-1, action X (remove).
 REMOVE = ("OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames", "PatientBirthName",
           "PatientMotherBirthName", "PatientAddress", "PatientTelephoneNumbers", "MedicalRecordLocator",
@@ -48,7 +53,10 @@ REMOVE = ("OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames", "Pa
           "PerformedProcedureStepID", "AdmittingDiagnosesDescription")
 # (Patient's Age, Size and Weight, X in the basic profile, are kept by the Patient Characteristics Option.)
 # Dates and times that stay, emptied, when dates are removed (Type 1/2 in the DX IOD: a dummy-free Z).
-KEEP_EMPTY_TEMPORAL = {"StudyDate", "StudyTime", "ContentDate", "ContentTime", "PatientBirthDate"}
+KEEP_EMPTY_TEMPORAL = {"ContentDate", "ContentTime", "PatientBirthDate"}
+# ... and those that get Z's dummy form instead (empty, dciodvfy warns that a DICOMDIR could not be built):
+# the day ImageInfo's removed createdOn becomes too (forward.deidentify.DUMMY_CREATED).
+DUMMY_TEMPORAL = {"StudyDate": "19000101", "StudyTime": "000000"}
 
 
 def _code(value: tuple[str, str]) -> Dataset:
@@ -67,11 +75,15 @@ def apply_profile(ds: Dataset, *, dates: str, pseudonym: str | None) -> Dataset:
     if dates not in LONGITUDINAL:
         raise ValueError(f"dates must be one of {', '.join(LONGITUDINAL)}, got {dates!r}")
     ds.remove_private_tags()
-    ds.PatientName = pseudonym or ""
+    # The pseudonym is the name's family component: a PN without "^" is the retired ACR-NEMA form.
+    ds.PatientName = f"{pseudonym}^" if pseudonym else ""
     ds.PatientID = pseudonym or ""
     for keyword in EMPTY:
         if keyword in ds:
             setattr(ds, keyword, "")
+    if "StudyID" in ds:     # a dummy from the (already replaced) Study UID: the same for every image of a study
+        digest = hashlib.sha256(f"study-id\0{ds.get('StudyInstanceUID', '')}".encode()).hexdigest()
+        ds.StudyID = digest[:16].upper()
     for keyword in REMOVE:
         if keyword in ds:
             delattr(ds, keyword)
@@ -84,7 +96,9 @@ def apply_profile(ds: Dataset, *, dates: str, pseudonym: str | None) -> Dataset:
             elif element.VR == "PN" and element.keyword != "PatientName":
                 element.value = ""                                  # any other person: Z
             elif dates == "remove" and element.VR in ("DA", "DT", "TM"):
-                if element.keyword in KEEP_EMPTY_TEMPORAL:
+                if element.keyword in DUMMY_TEMPORAL:
+                    element.value = DUMMY_TEMPORAL[element.keyword]
+                elif element.keyword in KEEP_EMPTY_TEMPORAL:
                     element.value = ""
                 else:
                     del dataset[element.tag]

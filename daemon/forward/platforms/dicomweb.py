@@ -26,6 +26,17 @@ instance is already there: after a lost response the archive keeps one
 instance (Orthanc ignores a second copy of a SOP Instance UID; a "duplicate"
 failure reason, 0x0111, counts as stored, and the read-back decides).
 
+The STOW-RS answer (DICOM JSON, PS3.18 10.5.3; HTTP 200, 202 when some
+instances failed or carry warnings, 409 when none was stored) is read for our
+SOP Instance UID: listed in Referenced SOP Sequence (0008,1199) it is stored,
+and the result (retrieve URL (0008,1190), Warning Reason (0008,1196), logged)
+is recorded as step ``stored`` before the read-back; a retry or a restart
+that finds ``stored`` goes straight to the read-back, and one that does not
+find the instance there forgets ``stored`` so the next attempt sends it again
+(safe: the archive keeps one instance per SOP Instance UID). Listed in Failed
+SOP Sequence (0008,1198), its Failure Reason (0008,1197) decides, see
+``failure_is_retryable``. The WADO-RS read-back stays the proof of delivery.
+
 The PNG is checked against ImageInfo's ``pixelHash`` before anything is
 sent (for a filtered copy the forwarder gives the copy's own hash; see
 `forward.delivery.filtered_image`), and the read-back is compared with it.
@@ -33,6 +44,7 @@ sent (for a filtered copy the forwarder gives the copy's own hash; see
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import TypedDict
@@ -57,9 +69,27 @@ from .base import (
 
 DICOM_PART = "application/dicom"
 ACCEPT_INSTANCE = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'
-# STOW-RS Failure Reason (0008,1197) values that a later attempt may get past.
-RETRYABLE_REASONS = {0x0110, 0x0213}          # processing failure; resources temporarily unavailable
-DUPLICATE_REASON = 0x0111                     # duplicate SOP instance: it is there already
+# STOW-RS Failure Reason (0008,1197) values that a later attempt may get past. The codes are the
+# Storage Service's C-STORE statuses (PS3.4 Table B.2-1) and the general DIMSE ones (PS3.7 Annex C),
+# which PS3.18's STOW-RS response (10.5.3, its failure reason table) reuses:
+#   0xA7xx  Refused: Out of Resources (PS3.4 B.2-1)                 -> retry
+#   0x0110  Processing failure (PS3.7 C.4)                          -> retry
+#   0x0213  Resource limitation (PS3.7 C.5)                         -> retry
+#   0x0111  Duplicate SOP Instance (PS3.7 C.5)                      -> stored already; the read-back decides
+#   0xA9xx  Error: Data Set does not match SOP Class (PS3.4 B.2-1)  -> permanent
+#   0xCxxx  Error: Cannot understand (PS3.4 B.2-1); 0xC122 in PS3.18's STOW table: the
+#           transfer syntax is not supported                        -> permanent
+#   0x0122  Refused: SOP Class not supported (PS3.7 C.5)            -> permanent
+#   0x0124  Refused: not authorized; any other code                 -> permanent
+RETRYABLE_REASONS = {0x0110, 0x0213}
+DUPLICATE_REASON = 0x0111
+
+log = logging.getLogger("sensord.platforms.dicomweb")
+
+
+def failure_is_retryable(code: int) -> bool:
+    """Whether a STOW-RS Failure Reason (0008,1197) is worth another attempt (see the table above)."""
+    return code in RETRYABLE_REASONS or 0xA700 <= code <= 0xA7FF
 
 
 # -- wire formats (pure) ----------------------------------------------------
@@ -94,6 +124,7 @@ class StowOutcome:
     stored: bool            # listed in ReferencedSOPSequence (0008,1199)
     failure: int | None     # FailureReason (0008,1197) when listed in FailedSOPSequence (0008,1198)
     warning: int | None     # WarningReason (0008,1196) of a stored instance
+    retrieve_url: str | None = None     # RetrieveURL (0008,1190) of a stored instance
 
 
 def stow_outcome(body: bytes, sop_uid: str) -> StowOutcome:
@@ -119,7 +150,9 @@ def stow_outcome(body: bytes, sop_uid: str) -> StowOutcome:
 
     for item in values(answer, "00081199"):
         if first(item, "00081155") == sop_uid:
-            return StowOutcome(True, None, code(item, "00081196"))
+            url = first(item, "00081190")
+            return StowOutcome(True, None, code(item, "00081196") if code(item, "00081196") is not None
+                               else code(answer, "00081196"), url if isinstance(url, str) else None)
     for item in values(answer, "00081198"):
         if first(item, "00081155") == sop_uid:
             return StowOutcome(False, code(item, "00081197") or 0x0110, None)
@@ -152,17 +185,29 @@ class DicomWebAdapter(Adapter):
 
     def deliver(self, item: Delivery) -> dict:
         prepared = self._prepare(item)
-        if item.attempt > 1:
+        stored = item.progress.get("stored")
+        if not (isinstance(stored, dict) and stored.get("sop") == prepared.sop):
+            stored = None
+        if stored is not None or item.attempt > 1:
             found = self._read_back(prepared)
             if found is not None:
-                return self._receipt(prepared, url=found, already_stored=True)
+                return self._receipt(prepared, url=found, already_stored=True, stored=stored)
+            if stored is not None:          # recorded as stored, yet not there: send it again next time
+                item.record("stored", None)
+                raise RetryableError(f"{self.name}: the archive stored instance {prepared.sop} (recorded) "
+                                     f"but does not return it; it is sent again on the next attempt")
         outcome = self._stow(prepared)
+        stored = None
+        if outcome.stored or outcome.failure == DUPLICATE_REASON:
+            stored = {"sop": prepared.sop, "duplicate": not outcome.stored, "url": outcome.retrieve_url,
+                      "warning": None if outcome.warning is None else f"0x{outcome.warning:04X}"}
+            item.record("stored", stored)
         found = self._read_back(prepared)
         if found is None:
             raise RetryableError(f"{self.name}: the archive accepted instance {prepared.sop} "
                                  f"but does not return it (yet)")
         return self._receipt(prepared, url=found, already_stored=outcome.failure == DUPLICATE_REASON,
-                             warning=outcome.warning)
+                             stored=stored)
 
     # -- steps ---------------------------------------------------------------
     def _prepare(self, item: Delivery) -> Prepared:
@@ -197,11 +242,14 @@ class DicomWebAdapter(Adapter):
         if response.status_code not in (200, 202, 409):
             check_response(response, what)
         outcome = stow_outcome(response.content, prepared.sop)
+        if outcome.warning is not None:
+            log.warning("%s: stored with warning reason 0x%04X (HTTP %d)", what, outcome.warning,
+                        response.status_code)
         if outcome.stored or outcome.failure == DUPLICATE_REASON:
             return outcome
         if outcome.failure is not None:
             reason = f"failure reason 0x{outcome.failure:04X}"
-            if outcome.failure in RETRYABLE_REASONS or 0xA700 <= outcome.failure <= 0xA7FF:
+            if failure_is_retryable(outcome.failure):
                 raise RetryableError(f"{what}: {reason}")
             raise PermanentError(f"{what}: refused, {reason}")
         check_response(response, what)     # a 409 that does not name the instance
@@ -242,13 +290,16 @@ class DicomWebAdapter(Adapter):
             raise PermanentError(f"{what}: the archive's pixels differ from the image's "
                                  f"({prepared.alg} {digest}, expected {prepared.digest})")
 
-    def _receipt(self, prepared: Prepared, *, url: str, already_stored: bool, warning: int | None = None) -> dict:
+    def _receipt(self, prepared: Prepared, *, url: str, already_stored: bool, stored: dict | None = None) -> dict:
         receipt = {"studyInstanceUid": prepared.study, "seriesInstanceUid": prepared.series,
                    "sopInstanceUid": prepared.sop, "url": url, "alreadyStored": already_stored,
                    "verified": self.verify_readback,
                    "pixelHash": {"alg": prepared.alg, "hash": prepared.digest}}
-        if warning is not None:
-            receipt["warningReason"] = f"0x{warning:04X}"
+        if stored is not None:
+            if stored.get("warning"):
+                receipt["warningReason"] = stored["warning"]
+            if stored.get("url"):
+                receipt["retrieveUrl"] = stored["url"]
         return receipt
 
 

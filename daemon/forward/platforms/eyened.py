@@ -19,6 +19,14 @@ after a lost response that failure means the image is there: the receipt says
 ``duplicate: true``. A duplicate of another row (two deliveries creating the
 same new patient at once) is retried once; any other failure is permanent.
 
+Each step's result is recorded in the outbox entry before the next: ``placed``
+(the relative path, once the file is durable on the share) and ``imported``
+(the import's answer: the receipt). A retry or a restart that finds
+``imported`` returns that receipt without calling the platform; one that finds
+``placed`` does not write the file again (unless it is gone from the share)
+and goes on to the import, whose duplicate answer after a lost response still
+means the image is there.
+
 Options (``[[forward.targets]]`` with ``kind = "eyened"``):
 
 ==================  ========  ===============================================
@@ -265,14 +273,24 @@ class EyenedAdapter(Adapter):
         if item.context.get("patientId") in (None, ""):
             raise PermanentError("eyened: the image has no patientId in its context; the import needs one")
         image_path = relative_path(self.opts["subfolder"], item)
-        self._place(item, image_path)
+        imported = item.progress.get("imported")
+        if isinstance(imported, dict) and imported.get("image") == image_path:
+            return {**imported, "resumed": True}            # imported before: nothing left to do
+        base = Path(self.opts["image_base_folder"])
+        placed = item.progress.get("placed") == image_path \
+            and base.joinpath(*PurePosixPath(image_path).parts).is_file()
+        if not placed:
+            self._place(item, image_path)
+            item.record("placed", image_path)
         body = import_request(self.opts, item, image_path)
         answer = self._call("POST", "/import/image", "eyened import", json=body)
         receipt = {"platform": "eyened", "image": image_path,
                    "sop_instance_uid": body["data"]["image_props"]["SOPInstanceUid"],
                    "project": self.opts["project_name"], "patient": body["data"]["patient_identifier"],
                    "study_date": body["data"]["study_date"]}
-        return self._outcome(answer, item, receipt)
+        done = self._outcome(answer, item, receipt)
+        item.record("imported", done)
+        return done
 
     # -- step 1: the file on the share
 
