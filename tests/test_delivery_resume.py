@@ -14,27 +14,14 @@ import sqlite3
 import pytest
 import requests
 
-from sensord.daemon.forward.delivery import Forwarder, Target
 from sensord.daemon.forward.outbox import Outbox
-from sensord.daemon.forward.platforms import open_adapter
-from tests.support.delivery import make_delivery
+from tests.support import resume
 from tests.support.fake_v7 import FakeV7, Storage
-from tests.support.loopback import serving, wait_until
+from tests.support.loopback import serving
+from tests.support.resume import Clock
 
 FAST = 0.5
 LATE = 1.2
-
-
-class Killed(BaseException):
-    """Stands for kill -9: nothing after it runs in this 'process'."""
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1_000_000.0
-
-    def __call__(self):
-        return self.now
 
 
 def v7_options(base, mode, bucket):
@@ -45,41 +32,12 @@ def v7_options(base, mode, bucket):
     return options
 
 
-def run(folder, options, clock, *, kill_after: str | None = None, rounds: int = 1):
-    """One daemon life: open the outbox, deliver what is due ``rounds`` times, close."""
-    outbox = Outbox(folder / "outbox", clock=clock)
-    outbox.start()
-    if kill_after is not None:
-        record = outbox.record_step
-
-        def record_then_die(entry_id, step, value):
-            record(entry_id, step, value)
-            if step == kill_after and value is not None:
-                raise Killed(step)
-        outbox.record_step = record_then_die        # type: ignore[method-assign]
-    target = Target(name="darwin", kind="v7", adapter=open_adapter("v7", name="darwin", options=options),
-                    backoff_base=1.0, backoff_max=1.0)
-    forwarder = Forwarder(outbox, {"darwin": target}, work_dir=folder / "work", clock=clock)
-    forwarder.start()
-    try:
-        for _ in range(rounds):
-            forwarder.tick()
-            assert wait_until(lambda: forwarder.in_flight == 0, 10)
-            clock.now += 5
-        return outbox.list()
-    finally:
-        forwarder.close()
-        outbox.close()
+def run(folder, options, clock, **kwargs):
+    return resume.run(folder, "v7", options, clock, target="darwin", **kwargs)
 
 
 def queue(folder, tmp_path, clock):
-    item = make_delivery(tmp_path)
-    outbox = Outbox(folder / "outbox", clock=clock)
-    outbox.start()
-    outbox.add([("darwin", "raw")], image_id=item.image_id, image_info=item.image_info, context=item.context,
-               png_path=item.png_path)
-    outbox.close()
-    return item
+    return resume.queue(folder, tmp_path, clock, target="darwin")
 
 
 def assert_one_complete_item(fake, item, entries):

@@ -11,66 +11,15 @@ from __future__ import annotations
 
 import pytest
 
-from sensord.daemon.forward.delivery import Forwarder, Target
-from sensord.daemon.forward.outbox import Outbox
-from sensord.daemon.forward.platforms import dicom, open_adapter
-from tests.support.delivery import make_delivery
+from sensord.daemon.forward.platforms import dicom
 from tests.support.fake_datamint import FakeDatamint
 from tests.support.fake_dicomweb import FakeStow
 from tests.support.fake_eyened import FakeEyened
-from tests.support.loopback import serving, serving_fake, wait_until
+from tests.support.loopback import serving, serving_fake
+from tests.support.resume import Clock, queue, run
 
 FAST = 0.5
 LATE = 1.2
-
-
-class Killed(BaseException):
-    """Stands for kill -9: nothing after it runs in this 'process'."""
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1_000_000.0
-
-    def __call__(self):
-        return self.now
-
-
-def run(folder, kind, options, clock, *, kill_after: str | None = None, rounds: int = 1):
-    """One daemon life: open the outbox, deliver what is due ``rounds`` times, close."""
-    outbox = Outbox(folder / "outbox", clock=clock)
-    outbox.start()
-    if kill_after is not None:
-        record = outbox.record_step
-
-        def record_then_die(entry_id, step, value):
-            record(entry_id, step, value)
-            if step == kill_after and value is not None:
-                raise Killed(step)
-        outbox.record_step = record_then_die        # type: ignore[method-assign]
-    target = Target(name="central", kind=kind, adapter=open_adapter(kind, name="central", options=options),
-                    backoff_base=1.0, backoff_max=1.0)
-    forwarder = Forwarder(outbox, {"central": target}, work_dir=folder / "work", clock=clock)
-    forwarder.start()
-    try:
-        for _ in range(rounds):
-            forwarder.tick()
-            assert wait_until(lambda: forwarder.in_flight == 0, 10)
-            clock.now += 5
-        return outbox.list()
-    finally:
-        forwarder.close()
-        outbox.close()
-
-
-def queue(folder, tmp_path, clock):
-    item = make_delivery(tmp_path)
-    outbox = Outbox(folder / "outbox", clock=clock)
-    outbox.start()
-    outbox.add([("central", "raw")], image_id=item.image_id, image_info=item.image_info, context=item.context,
-               png_path=item.png_path)
-    outbox.close()
-    return item
 
 
 def delivered(entries):
