@@ -12,12 +12,14 @@ retry it) ; dropped rows are deleted.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import dataclasses
 import json
 import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +146,22 @@ class Outbox:
             raise TypeError("an outbox file needs png_path or png")
         write_atomic(dest, data)
 
+    @contextlib.contextmanager
+    def _durable_transaction(self) -> Iterator[None]:
+        """One transaction, on disk before it returns (synchronous=FULL for this
+        commit; the bookkeeping commits stay NORMAL, consistent at every commit)."""
+        with self._lock:
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+
     def add(self, targets: list[tuple[str, str]], *, image_id: str, image_info: dict, context: dict,
             png_path: Path | None = None, png: bytes | None = None) -> list[int]:
         """Queue one image for (target, filter) pairs; returns the new entry ids.
@@ -154,25 +172,16 @@ class Outbox:
         self._store_file(png_path, png, name)
         now = self.clock()
         ids: list[int] = []
-        with self._lock:
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                for target, filter_spec in targets:
-                    cur = self._conn.execute(
-                        "INSERT OR IGNORE INTO entries (target, image_id, filter, file, image_info, context,"
-                        " next_attempt, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (target, image_id, filter_spec, name, json.dumps(image_info), json.dumps(context),
-                         now, now, now))
-                    if cur.rowcount:
-                        assert cur.lastrowid is not None    # set by an INSERT that added a row
-                        ids.append(cur.lastrowid)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            finally:
-                self._conn.execute("PRAGMA synchronous=NORMAL")
+        with self._durable_transaction():
+            for target, filter_spec in targets:
+                cur = self._conn.execute(
+                    "INSERT OR IGNORE INTO entries (target, image_id, filter, file, image_info, context,"
+                    " next_attempt, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (target, image_id, filter_spec, name, json.dumps(image_info), json.dumps(context),
+                     now, now, now))
+                if cur.rowcount:
+                    assert cur.lastrowid is not None    # set by an INSERT that added a row
+                    ids.append(cur.lastrowid)
         return ids
 
     # -- reading ---------------------------------------------------------
@@ -241,26 +250,17 @@ class Outbox:
         Durable on return, against kill -9 and power loss alike (synchronous=FULL
         for this commit): the adapter takes its next network step only after it.
         """
-        with self._lock:
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._conn.execute("SELECT progress FROM entries WHERE id = ?", (entry_id,)).fetchone()
-                if row is None:
-                    raise KeyError(f"outbox entry {entry_id} is gone")
-                progress = json.loads(row["progress"]) if row["progress"] else {}
-                if value is None:
-                    progress.pop(step, None)
-                else:
-                    progress[step] = value
-                self._conn.execute("UPDATE entries SET progress = ?, updated = ? WHERE id = ?",
-                                   (json.dumps(progress) if progress else None, self.clock(), entry_id))
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            finally:
-                self._conn.execute("PRAGMA synchronous=NORMAL")
+        with self._durable_transaction():
+            row = self._conn.execute("SELECT progress FROM entries WHERE id = ?", (entry_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"outbox entry {entry_id} is gone")
+            progress = json.loads(row["progress"]) if row["progress"] else {}
+            if value is None:
+                progress.pop(step, None)
+            else:
+                progress[step] = value
+            self._conn.execute("UPDATE entries SET progress = ?, updated = ? WHERE id = ?",
+                               (json.dumps(progress) if progress else None, self.clock(), entry_id))
 
     def delivered(self, entry_id: int, receipt: dict) -> None:
         self._finish(entry_id, "delivered", None, json.dumps(receipt), self.clock())
