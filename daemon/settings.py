@@ -119,6 +119,34 @@ class ForwardSettings:
 
 
 @dataclass(frozen=True)
+class DicomSettings:
+    # This station's AE title: the calling AE of every association, and the
+    # Scheduled Station AE Title asked of the worklist.
+    ae_title: str = "SENSORD"
+    # Where sensord accepts associations (storage commitment reports); port 0: no listener.
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 0
+    # Seconds to wait for an association to open, and for any DIMSE answer.
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class WorklistSettings:
+    host: str = ""                  # empty: no worklist
+    port: int = 104
+    called_ae: str = ""
+    modality: str = "IO"
+    refresh_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class MppsSettings:
+    host: str = ""                  # empty: no MPPS
+    port: int = 104
+    called_ae: str = ""
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "INFO"
     # logger name -> level, over `level` (e.g. "sensord.forward" = "DEBUG")
@@ -134,6 +162,9 @@ class Settings:
     drivers: DriverSettings = field(default_factory=DriverSettings)
     acquisition: AcquisitionSettings = field(default_factory=AcquisitionSettings)
     forward: ForwardSettings = field(default_factory=ForwardSettings)
+    dicom: DicomSettings = field(default_factory=DicomSettings)
+    worklist: WorklistSettings = field(default_factory=WorklistSettings)
+    mpps: MppsSettings = field(default_factory=MppsSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     @property
@@ -173,6 +204,11 @@ _BOUNDS = {
     ("acquisition", "preview_max"): (16, 4096),
     ("acquisition", "min_free_mb"): (0, 10**7),
     ("acquisition", "max_subscribers"): (1, 1024),
+    ("dicom", "listen_port"): (0, 65535),
+    ("dicom", "timeout_seconds"): (1.0, 600.0),
+    ("worklist", "port"): (1, 65535),
+    ("worklist", "refresh_seconds"): (5, 86400),
+    ("mpps", "port"): (1, 65535),
 }
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -247,8 +283,24 @@ def _check(settings: Settings, source: str) -> None:
         # (the names of daemon/api/roles.py, which this base module may not import)
         if role not in ("client", "operator"):
             raise SettingsError(f"{source}: 'auth.roles.{user}' must be \"client\" or \"operator\", got {role!r}")
+    _check_ae_title(settings.dicom.ae_title, "dicom.ae_title", source, required=True)
+    for section in ("worklist", "mpps"):
+        peer = getattr(settings, section)
+        if peer.host:
+            _check_ae_title(peer.called_ae, f"{section}.called_ae", source, required=True)
     if settings.auth.lockout_max_seconds < settings.auth.lockout_seconds:
         raise SettingsError(f"{source}: 'auth.lockout_max_seconds' must be at least 'auth.lockout_seconds'")
+
+
+def _check_ae_title(value: str, key: str, source: str, *, required: bool) -> None:
+    """PS3.5 AE VR: 1-16 characters of the default repertoire, no backslash or control character."""
+    stripped = value.strip()
+    if not stripped and not required:
+        return
+    if not stripped or len(stripped) > 16 or not value.isascii() or "\\" in value \
+            or any(ord(c) < 32 for c in value):
+        raise SettingsError(f"{source}: '{key}' must be an AE title of 1 to 16 ASCII characters "
+                            f"(no backslash), got {value!r}")
 
 
 def default_state_dir() -> str:

@@ -19,15 +19,15 @@ RANK = {
     "host": 8,
     "app": 7, "service": 7,
     "api": 6,
-    "acquisition": 5, "forward": 5,
-    "store": 4,
+    "acquisition": 5, "forward": 5, "worklist": 5,
+    "store": 4, "dimse": 4,
     "live": 3,
     "dsio": 2,
     "base": 1,         # settings, durable, scheduler and other modules at daemon/'s top
     "drivers": 0,
     "filters": -1,
 }
-ROOMS = {"host", "api", "acquisition", "forward", "store", "live", "dsio"}
+ROOMS = {"host", "api", "acquisition", "forward", "worklist", "store", "dimse", "live", "dsio"}
 
 
 def room_of(module: str) -> str | None:

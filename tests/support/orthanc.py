@@ -11,6 +11,17 @@ ends. Debian's own service runs ``Orthanc --logdir=/var/log/orthanc
 
 ``archive`` (function scope) hands out the same server emptied of the
 previous test's instances, plus small helpers over Orthanc's own REST API.
+
+The same Orthanc speaks DICOM too (DIMSE, on ``dicom_port`` as AE title
+``ORTHANC``): its ModalityWorklists plugin answers C-FIND from the
+``.wl`` files a test writes in ``worklists``; it takes C-STORE only from
+the one modality it knows, ``SENSORD`` at 127.0.0.1:``modality_port``, and
+sends that modality its storage commitment reports (N-EVENT-REPORT) on a new
+association to that port, where a test's sensord listens.
+
+``launch(folder, **overrides)`` starts another Orthanc with some options
+changed (``AcceptedTransferSyntaxes`` for an archive that refuses JPEG-LS);
+the caller stops it.
 """
 from __future__ import annotations
 
@@ -34,11 +45,19 @@ USER, PASSWORD = "sensord", "archive-secret"
 START_TIMEOUT = 30.0
 
 
-def dicomweb_plugin() -> Path | None:
+MODALITY_AE = "SENSORD"       # the station Orthanc knows (its DicomModalities)
+ORTHANC_AE = "ORTHANC"
+
+
+def plugin_path(name: str) -> Path | None:
     for folder in PLUGIN_DIRS:
-        for path in sorted(folder.glob("libOrthancDicomWeb.so*")):
+        for path in sorted(folder.glob(f"{name}.so*")):
             return path
     return None
+
+
+def dicomweb_plugin() -> Path | None:
+    return plugin_path("libOrthancDicomWeb")
 
 
 def ensure_installed() -> Path:
@@ -61,7 +80,13 @@ def ensure_installed() -> Path:
     return plugin
 
 
-def write_config(folder: Path, plugin: Path) -> dict:
+def write_config(folder: Path, plugin: Path, **overrides) -> dict:
+    worklists = folder / "worklists"
+    worklists.mkdir(exist_ok=True)
+    plugins = [str(plugin)]
+    worklist_plugin = plugin_path("libModalityWorklists")
+    if worklist_plugin is not None:
+        plugins.append(str(worklist_plugin))
     config = {
         "Name": "sensord-tests",
         "StorageDirectory": str(folder / "storage"),
@@ -69,7 +94,16 @@ def write_config(folder: Path, plugin: Path) -> dict:
         "StorageCompression": False,
         "HttpPort": free_port(),
         "DicomPort": free_port(),
-        "DicomAlwaysAllowStore": False,  # no C-STORE from anywhere into the test archive
+        "DicomAet": ORTHANC_AE,
+        "DicomCheckCalledAet": True,
+        "DicomAlwaysAllowStore": False,  # C-STORE only from the modality declared below
+        "DicomAlwaysAllowFind": True,    # the worklist answers any station
+        "DicomScuTimeout": 10,
+        "DicomModalities": {
+            "sensord": {"AET": MODALITY_AE, "Host": "127.0.0.1", "Port": free_port(),
+                        "AllowStorageCommitment": True},
+        },
+        "Worklists": {"Enable": True, "Database": str(worklists)},
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": True,
         "RegisteredUsers": {USER: PASSWORD},
@@ -78,8 +112,9 @@ def write_config(folder: Path, plugin: Path) -> dict:
         "ConcurrentJobs": 1,
         "SaveJobs": False,
         "OverwriteInstances": False,     # Orthanc's default, stated: a second copy is not stored
-        "Plugins": [str(plugin)],
+        "Plugins": plugins,
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
+        **overrides,
     }
     (folder / "orthanc.json").write_text(json.dumps(config, indent=2))
     return config
@@ -92,6 +127,10 @@ class Orthanc:
     username: str
     password: str
     log: Path
+    dicom_port: int = 0      # Orthanc's DICOM port (AE title ORTHANC_AE)
+    modality_port: int = 0   # where Orthanc expects SENSORD (storage commitment reports)
+    worklists: Path | None = None    # the worklist plugin's folder of .wl files
+    process: subprocess.Popen | None = None
 
     def rest(self) -> requests.Session:
         http = requests.Session()
@@ -115,6 +154,9 @@ class Orthanc:
         with self.rest() as http:
             for patient in http.get(f"{self.base}/patients", timeout=10).json():
                 http.delete(f"{self.base}/patients/{patient}", timeout=10).raise_for_status()
+        if self.worklists is not None:
+            for path in self.worklists.glob("*.wl"):
+                path.unlink()
 
 
 def _wait_up(process: subprocess.Popen, base: str, log: Path) -> None:
@@ -138,26 +180,45 @@ def _tail(log: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-@pytest.fixture(scope="session")
-def orthanc(tmp_path_factory):
+def launch(folder: Path, **overrides) -> Orthanc:
+    """Start an Orthanc in ``folder`` (options over the tests' defaults); ``stop`` it after."""
     plugin = ensure_installed()
-    folder = tmp_path_factory.mktemp("orthanc")
-    config = write_config(folder, plugin)
+    config = write_config(folder, plugin, **overrides)
     log = folder / "orthanc.log"
     base = f"http://127.0.0.1:{config['HttpPort']}"
     process = subprocess.Popen([str(ORTHANC), f"--logfile={log}", "--no-jobs", str(folder / "orthanc.json")],
                                cwd=folder, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
+    server = Orthanc(base=base, dicomweb=f"{base}/dicom-web", username=USER, password=PASSWORD, log=log,
+                     dicom_port=config["DicomPort"], modality_port=config["DicomModalities"]["sensord"]["Port"],
+                     worklists=folder / "worklists", process=process)
     try:
         _wait_up(process, base, log)
-        yield Orthanc(base=base, dicomweb=f"{base}/dicom-web", username=USER, password=PASSWORD, log=log)
+    except BaseException:
+        stop(server)
+        raise
+    return server
+
+
+def stop(server: Orthanc) -> None:
+    process = server.process
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    server = launch(tmp_path_factory.mktemp("orthanc"))
+    try:
+        yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop(server)
 
 
 @pytest.fixture

@@ -1,0 +1,4 @@
+"""The clinic's DICOM network, through pynetdicom: associations with our AE
+title and bounded waits (network), transfer syntaxes by name (syntaxes),
+and what DIMSE statuses mean (statuses). Used by the worklist and by the
+forwarding room's C-STORE, storage commitment and MPPS."""
