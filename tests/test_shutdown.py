@@ -112,14 +112,45 @@ def test_work_that_never_finishes_is_cut_at_the_bound_and_exit_is_still_0(tmp_pa
 
 
 @pytest.mark.process
-def test_a_second_signal_stops_at_once(tmp_path):
+def test_a_second_signal_later_than_a_second_stops_at_once(tmp_path):
     with daemon_process(tmp_path, "[server]\nshutdown_seconds = 300.0\n") as daemon:
         with half_sent_upload(daemon):
             daemon.signal(signal.SIGTERM)
             assert wait_until(lambda: "SIGTERM: stopping" in daemon.log())
+            time.sleep(1.2)                     # past the window of a repeated request
             daemon.signal(signal.SIGINT)
             assert daemon.wait(timeout=15) == 0
     assert "SIGINT again: stopping now" in daemon.log()
+
+
+@pytest.mark.process
+def test_a_repeated_sigterm_is_the_same_graceful_stop(tmp_path):
+    """What killing `make run`'s process group does: two SIGTERMs at once."""
+    with daemon_process(tmp_path, "[server]\nshutdown_seconds = 20.0\n") as daemon:
+        with half_sent_upload(daemon) as (sock, rest):
+            # (Two signals sent at once are merged by the kernel before Python sees
+            # them; make's own SIGTERM arrives a moment after the kill's.)
+            daemon.signal(signal.SIGTERM)
+            assert wait_until(lambda: "SIGTERM: stopping" in daemon.log(), interval=0.01)
+            daemon.signal(signal.SIGTERM)
+            assert wait_until(lambda: "the same stop request" in daemon.log())
+            assert daemon.proc.poll() is None           # still waiting for the upload
+            sock.sendall(rest)
+            assert status_of(sock) == 201
+        assert daemon.wait(timeout=20) == 0
+    assert "stopping now" not in daemon.log()
+
+
+@pytest.mark.process
+def test_a_third_signal_stops_at_once(tmp_path):
+    with daemon_process(tmp_path, "[server]\nshutdown_seconds = 300.0\n") as daemon:
+        with half_sent_upload(daemon):
+            for seen in ("SIGTERM: stopping", "the same stop request"):
+                daemon.signal(signal.SIGTERM)
+                assert wait_until(lambda: seen in daemon.log(), interval=0.01)
+            daemon.signal(signal.SIGTERM)
+            assert daemon.wait(timeout=15) == 0
+    assert "SIGTERM again: stopping now" in daemon.log()
 
 
 @pytest.mark.process

@@ -10,7 +10,10 @@ SQLite database, consistent at every commit, and a delivery cut short is
 retried after the next start.
 
 Everything shares one deadline, ``server.shutdown_seconds`` from the first
-signal; a second signal means "now".
+signal. A second signal within ``REPEAT_WINDOW`` of the first is the same
+request (killing ``make run``'s process group reaches the daemon twice:
+once from the kill, once from make passing it on); a later second signal,
+or a third, means "now".
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import time
 log = logging.getLogger("sensord")
 
 POLL = 0.05
+REPEAT_WINDOW = 1.0     # seconds: a repeat this soon is the same stop request
 
 
 class GracefulStop:
@@ -32,6 +36,8 @@ class GracefulStop:
         self.lifecycle = lifecycle
         self.grace = grace
         self.deadline: float | None = None
+        self.first_signal: float | None = None
+        self.signals = 0
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic()) if self.deadline is not None else self.grace
@@ -39,13 +45,19 @@ class GracefulStop:
     def __call__(self, signum, frame) -> None:
         """The signal handler: returns at once, the waiting is done elsewhere."""
         name = signal.Signals(signum).name
+        now = time.monotonic()
+        self.signals += 1
+        if self.first_signal is not None and self.signals == 2 and now - self.first_signal < REPEAT_WINDOW:
+            log.info("%s again within %g s: the same stop request", name, REPEAT_WINDOW)
+            return
         if self.deadline is not None:
             log.warning("%s again: stopping now", name)
             self.deadline = time.monotonic()
             self.daemon.end_event_streams()
             self.server.stop(0)
             return
-        self.deadline = time.monotonic() + self.grace
+        self.first_signal = now
+        self.deadline = now + self.grace
         log.info("%s: stopping; work in progress has %g s to finish", name, self.grace)
         self.lifecycle.stopping(f"{name}: stopping")
         self.server.stop_accepting()

@@ -15,13 +15,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` passes; its last answer."""
+def wait_until(predicate, timeout: float = 10.0, *, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` every ``interval`` s until it holds or ``timeout`` passes; its last answer."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(0.05)
+        time.sleep(interval)
     return bool(predicate())
 
 
