@@ -29,7 +29,7 @@ from sensord.filters.pixel_hash import pixel_hash
 from tests.support.daemon_process import daemon_process
 from tests.support.fake_v7 import FakeV7
 from tests.support.loopback import serving, wait_until
-from tests.support.modality import API, expose, subscribe_status
+from tests.support.modality import acquire_one
 
 ADMIN = "/api/sensord/v1"
 FOLDER = "/sensord/kill9"
@@ -85,16 +85,6 @@ def progress_in(state) -> list[dict]:
         return [json.loads(row[0]) if row[0] else {} for row in db.execute("SELECT progress FROM entries")]
     finally:
         db.close()
-
-
-def acquire_one(srv) -> dict:
-    dev = srv.http.get(srv.url(API + "/devices")).json()[0]["deviceId"]
-    sid = srv.http.post(srv.url(API + "/acquisition"), json={"deviceId": dev}).json()["sessionId"]
-    stream = subscribe_status(srv, sid)
-    try:
-        return expose(srv, sid, dev, stream)[1]
-    finally:
-        stream.close()
 
 
 def outbox_counts(srv) -> dict:

@@ -11,7 +11,7 @@ from .errors import ApiError
 
 bp = Blueprint("forward_api", __name__, url_prefix="/api/sensord/v1")
 
-STATES = ("pending", "delivered", "dead")
+STATES = ("pending", "committing", "delivered", "dead")
 
 
 def _services():
@@ -65,7 +65,8 @@ def forward():
     session = services.sessions.get(image.session_id)
     acq_context = (image.image_info.get("acquisitionInfo") or {}).get("context") or {}
     ids = services.forwarding.queue([(target, spec)], image_id=image.id, image_info=image.image_info,
-                                    context={**session.context, **acq_context, **context},
+                                    context=services.forwarding.session_context(
+                                        session.id, {**session.context, **acq_context, **context}),
                                     png_path=image.png_path)
     return _queued(ids)
 
@@ -81,8 +82,18 @@ def outbox():
     state = request.args.get("state") or None
     if state is not None and state not in STATES:
         raise ApiError(400, f"state must be one of {', '.join(STATES)}")
-    box = _services().outbox
-    return jsonify({"counts": box.counts(), "entries": [e.to_json() for e in box.list(state)]})
+    services = _services()
+    box = services.outbox
+    return jsonify({"counts": box.counts(), "entries": [e.to_json() for e in box.list(state)],
+                    "mpps": _mpps(services.mpps, state)})
+
+
+def _mpps(mpps, state: str | None) -> dict:
+    """The MPPS messages (latest first) and their counts; empty without [mpps] host."""
+    if mpps is None:
+        return {"configured": False, "counts": {}, "messages": []}
+    return {"configured": True, "counts": mpps.counts(),
+            "messages": mpps.messages(states=(state,) if state else ())}
 
 
 @bp.post("/outbox/<row_id:entry_id>/retry")

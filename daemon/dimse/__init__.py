@@ -1,4 +1,5 @@
 """The clinic's DICOM network, through pynetdicom: associations with our AE
 title and bounded waits (network), transfer syntaxes by name (syntaxes),
-and what DIMSE statuses mean (statuses). Used by the worklist and by the
+what DIMSE statuses mean (statuses), and the Storage Commitment request
+and report datasets (storage_commitment). Used by the worklist and by the
 forwarding room's C-STORE, storage commitment and MPPS."""

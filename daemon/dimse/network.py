@@ -19,9 +19,6 @@ from pynetdicom.association import Association
 
 log = logging.getLogger("sensord.dimse")
 
-# pynetdicom logs every PDU at INFO; its warnings and errors are kept.
-logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-
 
 class DimseError(Exception):
     def __init__(self, message: str, *, retryable: bool):
@@ -68,7 +65,7 @@ def association(peer: Peer, *, ae_title: str, timeout: float,
     ae = application_entity(ae_title, timeout=timeout)
     for abstract, syntaxes in contexts:
         ae.add_requested_context(abstract, list(syntaxes))
-    ext = [build_role(uid, scu_role=scu, scp_role=scp) for uid, scu, scp in roles]
+    ext: list = [build_role(uid, scu_role=scu, scp_role=scp) for uid, scu, scp in roles]
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.called_ae, ext_neg=ext or None,
                          evt_handlers=evt_handlers or [])
     if not assoc.is_established:
@@ -95,9 +92,9 @@ def _failure(assoc: Association, peer: Peer) -> DimseError:
         return DimseError(f"{peer} rejected the association ({'permanent' if permanent else 'transient'}"
                           f"{': ' + str(reason) if reason else ''}); check the AE titles",
                           retryable=not permanent)
-    if assoc.is_aborted:
-        return DimseError(f"{peer} aborted the association", retryable=True)
-    return DimseError(f"cannot reach {peer} (no association within the timeout or the connection was refused)",
+    # (pynetdicom reports a refused or timed-out connect as an abort too, so
+    # the message does not claim the peer answered.)
+    return DimseError(f"cannot reach {peer}: no association (refused, aborted or timed out)",
                       retryable=True)
 
 

@@ -1,3 +1,4 @@
 """Forwarding to central platforms: the rules that pick what goes where, the
-durable outbox (SQLite), the delivery loop with its retries, and one adapter
-per platform kind under platforms/."""
+durable outbox (SQLite), the delivery loop with its retries, one adapter
+per platform kind under platforms/, and the listener for the storage
+commitment reports of DICOM archives (commitment)."""

@@ -1,7 +1,7 @@
 """De-identified copies for research and annotation platforms.
 
 A target with ``deidentify = true`` (the default for eyened, v7 and
-datamint; dicomweb archives default to false) gets a `Delivery` whose
+datamint; dicomweb and dimse archives default to false) gets a `Delivery` whose
 context and ImageInfo carry no direct patient identifiers:
 
 - the patient id becomes a **pseudonym**, ``P-`` and 20 hex digits of
@@ -10,11 +10,12 @@ context and ImageInfo carry no direct patient identifiers:
   reversible without the key. It is written as ``patientId`` and, when the
   context named the patient, as ``patientName``;
 - names, birth dates and other direct identifiers (ids, addresses, phone
-  numbers, e-mail, insurance numbers, accession numbers, staff names,
-  comments) are removed, under whatever key spelling the client used:
-  keys are compared case-insensitively without ``_``/``-``/spaces, so
-  ``patientName``, ``PatientName``, ``patient_name`` and ``name`` (also
-  under a nested ``patient`` object) are all the same key;
+  numbers, e-mail, insurance numbers, accession numbers, requested
+  procedure and scheduled step ids, staff names, comments) are removed,
+  under whatever key spelling the client used: keys are compared
+  case-insensitively without ``_``/``-``/spaces, so ``patientName``,
+  ``PatientName``, ``patient_name`` and ``name`` (also under a nested
+  ``patient`` object) are all the same key;
 - UIDs the context gives (``studyInstanceUid``...) are replaced by keyed
   ``2.25.`` UIDs, stable per value;
 - dates (``studyDate``, ImageInfo's ``createdOn``, any ``...Date``/
@@ -49,7 +50,7 @@ from pathlib import Path
 from .platforms.base import Delivery
 
 OPTION_KEYS = ("deidentify", "deidentify_dates", "pseudonym_key")
-DEFAULT_ON = {"eyened": True, "v7": True, "datamint": True, "dicomweb": False}
+DEFAULT_ON = {"eyened": True, "v7": True, "datamint": True, "dicomweb": False, "dimse": False}
 DATE_POLICIES = ("shift", "keep", "remove")
 DEFAULT_DATES = "shift"
 KEY_FILE = "pseudonym.key"
@@ -76,7 +77,8 @@ _OTHER = {"otherpatientids", "otherpatientidssequence", "issuerofpatientid", "ad
           "performingphysicianname", "physiciansofrecord", "operator", "operatorname", "operatorsname",
           "dentist", "doctor", "patientcomments", "comments", "comment", "notes", "note",
           "additionalpatienthistory", "medicalalerts", "allergies", "occupation", "ethnicgroup",
-          "patientethnicgroup", "medicalrecordlocator", "studyid"}
+          "patientethnicgroup", "medicalrecordlocator", "studyid",
+          "requestedprocedureid", "scheduledprocedurestepid"}     # a worklist's ids lead back to the order
 _PATIENT_PARENTS = {"patient", "patientinfo", "patientdata", "patientdetails"}
 _DATE_NAMES = {"createdon", "acquiredon", "modifiedon", "timestamp"}
 

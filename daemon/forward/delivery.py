@@ -1,10 +1,13 @@
 """Delivery of outbox entries to their targets, run by a scheduler job.
 
-Each tick leases the entries that are due (at most a target's concurrency
-limit in flight per target) and hands them to worker threads. Outcomes:
-delivered; retried later with exponential backoff and jitter, or exactly
-when the platform's Retry-After says; dead-lettered with the last error
-after a permanent failure, ``max_attempts`` tries or ``max_age_hours``.
+Each tick leases the entries that are due, per target up to its
+concurrency limit of batches in flight, each batch up to the adapter's
+``batch_size`` entries, and hands the batches to worker threads. Outcomes,
+per entry: delivered; committing (the platform has it and confirms later:
+``AwaitingConfirmation``); retried later with exponential backoff and
+jitter, or exactly when the platform's Retry-After says; dead-lettered with
+the last error after a permanent failure, ``max_attempts`` tries or
+``max_age_hours``.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ from pathlib import Path
 
 from sensord import filters
 from sensord.daemon.dsio.imageinfo import lut_from_info
+from sensord.daemon.settings import DicomSettings
+from sensord.daemon.signals import Signal
 from sensord.daemon.store.pixel_budget import BeyondBudget, BudgetBusy, PixelBudget, decode_png
 from sensord.filters import footprint
 from sensord.filters import png as pngcodec
@@ -28,10 +33,11 @@ from sensord.filters.pixel_hash import ALGORITHMS as HASH_ALGS
 from sensord.filters.pixel_hash import pixel_hash
 
 from . import deidentify, filter_spec
+from .events import DeliveryEnded
 from .filter_spec import FilterSpec
 from .outbox import Entry, Outbox
 from .platforms import open_adapter
-from .platforms.base import Adapter, Delivery, PermanentError, RetryableError
+from .platforms.base import Adapter, AwaitingConfirmation, Delivery, PermanentError, RetryableError
 
 log = logging.getLogger("sensord.forward")
 
@@ -121,11 +127,15 @@ class Forwarder:
         self.targets = targets
         self.work_dir = Path(work_dir)
         self.clock = clock
-        self._in_flight: dict[int, str] = {}
+        self._in_flight: dict[int, str] = {}      # entry id -> target
+        self._slots: dict[str, int] = {}          # target -> batches in flight
+        self._last_start: dict[str, float] = {}   # target -> when its last batch started (monotonic)
         self._lock = threading.Lock()
         workers = max(1, sum(t.concurrency for t in targets.values()))
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="forward")
         self._closed = False
+        # Each entry's outcome as it is recorded (the metrics count them).
+        self.delivery_ended: Signal[DeliveryEnded] = Signal("delivery ended")
 
     def start(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)
@@ -141,93 +151,154 @@ class Forwarder:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    def active_targets(self, within: float) -> set[str]:
+        """Targets with a delivery in flight now, or started in the last ``within`` seconds:
+        those making progress, even with a backlog waiting (the readiness check)."""
+        since = time.monotonic() - within
+        with self._lock:
+            return ({name for name, slots in self._slots.items() if slots > 0}
+                    | {name for name, at in self._last_start.items() if at >= since})
+
     def tick(self) -> int:
-        """Start the deliveries that are due; returns how many were started."""
+        """Start the deliveries that are due; returns how many entries were started.
+
+        Per target, up to ``concurrency`` batches in flight, each of up to the
+        adapter's ``batch_size`` entries of that target (one entry each for most)."""
         if self._closed:
             return 0
         started = 0
         with self._lock:
-            busy = {name: 0 for name in self.targets}
-            for target_name in self._in_flight.values():
-                busy[target_name] = busy.get(target_name, 0) + 1
-            free = sum(max(0, t.concurrency - busy[t.name]) for t in self.targets.values())
-            if free == 0:
-                return 0
-            for entry in self.outbox.lease_due(exclude=set(self._in_flight), limit=free,
-                                               lease_seconds=LEASE_SECONDS):
-                target = self.targets.get(entry.target)
-                if target is None:
-                    self.outbox.dead(entry.id, f"no target {entry.target!r} in the configuration")
-                    continue
-                if busy[target.name] >= target.concurrency:
-                    self.outbox.retry_later(entry.id, self.clock(), "waiting for a delivery slot")
-                    continue
-                busy[target.name] += 1
-                self._in_flight[entry.id] = target.name
-                self._pool.submit(self._deliver, target, entry)
-                started += 1
+            # Entries of a target no longer configured: no retry can help them.
+            for entry in self.outbox.lease_due(exclude=set(self._in_flight), limit=100,
+                                               lease_seconds=LEASE_SECONDS, not_targets=tuple(self.targets)):
+                self.outbox.dead(entry.id, f"no target {entry.target!r} in the configuration")
+            for target in self.targets.values():
+                while self._slots.get(target.name, 0) < target.concurrency:
+                    batch = self.outbox.lease_due(exclude=set(self._in_flight), lease_seconds=LEASE_SECONDS,
+                                                  limit=max(1, target.adapter.batch_size), target=target.name)
+                    if not batch:
+                        break
+                    self._slots[target.name] = self._slots.get(target.name, 0) + 1
+                    self._last_start[target.name] = time.monotonic()
+                    for entry in batch:
+                        self._in_flight[entry.id] = target.name
+                    self._pool.submit(self._deliver_batch, target, batch)
+                    started += len(batch)
         return started
 
-    def _deliver(self, target: Target, entry: Entry) -> None:
-        work = None
+    def _deliver_batch(self, target: Target, entries: list[Entry]) -> None:
+        works: list[Path] = []
         try:
-            if self.clock() - entry.created > target.max_age:
-                self.outbox.dead(entry.id, f"older than {target.max_age / 3600:g} h; last error: "
-                                           f"{entry.last_error}")
+            items, ready = [], []
+            for entry in entries:
+                try:
+                    item = self._prepare(target, entry, works)
+                except Exception as err:
+                    self._apply(target, entry, err, 0.0)
+                    continue
+                if item is not None:
+                    items.append(item)
+                    ready.append(entry)
+            if not items:
                 return
-            image_id, path, info = entry.image_id, entry.file, entry.image_info
-            try:
-                spec = filter_spec.parse(entry.filter)
-            except ValueError as err:       # stored by an older version: no retry can fix it
-                raise PermanentError(str(err)) from None
-            if not spec.is_raw:
-                # A filtered copy is another image: its own id, hence its own UIDs and names.
-                # The id derives from the stored text, so it never changes for an entry.
-                image_id = str(uuid.uuid5(uuid.UUID(entry.image_id), entry.filter))
-                data, info = filtered_image(entry.file, entry.image_info, spec, budget=self.pixel_budget)
-                work = self.work_dir / f"{entry.id}-{image_id}.png"
-                work.write_bytes(data)
-                path = work
-            item = Delivery(entry_id=entry.id, target=target.name, image_id=image_id, png_path=path,
-                            image_info=info, context=entry.context, attempt=entry.attempts,
-                            progress=entry.progress,
-                            recorder=functools.partial(self.outbox.record_step, entry.id))
-            if target.deid is not None:     # a de-identified copy: see forward.deidentify
-                item = target.deid.apply(item)
             started = time.monotonic()
-            receipt = target.adapter.deliver(item)
-            self.outbox.delivered(entry.id, receipt or {})
+            outcomes: list
+            try:
+                outcomes = target.adapter.deliver_batch(items)
+                if len(outcomes) != len(items):
+                    raise RuntimeError(f"{len(outcomes)} outcomes for {len(items)} items")
+            except Exception as err:          # the adapter's own failure: every item shares it
+                outcomes = [err] * len(items)
+            elapsed = time.monotonic() - started
+            for entry, outcome in zip(ready, outcomes):
+                self._apply(target, entry, outcome, elapsed)
+        finally:
+            for work in works:
+                work.unlink(missing_ok=True)
+            with self._lock:
+                for entry in entries:
+                    self._in_flight.pop(entry.id, None)
+                self._slots[target.name] -= 1
+
+    def _prepare(self, target: Target, entry: Entry, works: list[Path]) -> Delivery | None:
+        """The Delivery for a leased entry (None: dead-lettered for its age); its
+        filtered copy, if any, is written to the work folder and listed in ``works``."""
+        if self.clock() - entry.created > target.max_age:
+            self.outbox.dead(entry.id, f"older than {target.max_age / 3600:g} h; last error: "
+                                       f"{entry.last_error}")
+            self.delivery_ended.emit(DeliveryEnded(target.name, "dead"))
+            return None
+        image_id, path, info = entry.image_id, entry.file, entry.image_info
+        try:
+            spec = filter_spec.parse(entry.filter)
+        except ValueError as err:       # stored by an older version: no retry can fix it
+            raise PermanentError(str(err)) from None
+        if not spec.is_raw:
+            # A filtered copy is another image: its own id, hence its own UIDs and names.
+            # The id derives from the stored text, so it never changes for an entry.
+            image_id = str(uuid.uuid5(uuid.UUID(entry.image_id), entry.filter))
+            data, info = filtered_image(entry.file, entry.image_info, spec, budget=self.pixel_budget)
+            work = self.work_dir / f"{entry.id}-{image_id}.png"
+            works.append(work)
+            work.write_bytes(data)
+            path = work
+        item = Delivery(entry_id=entry.id, target=target.name, image_id=image_id, png_path=path,
+                        image_info=info, context=entry.context, attempt=entry.attempts,
+                        progress=entry.progress,
+                        recorder=functools.partial(self.outbox.record_step, entry.id),
+                        expired=entry.state == "committing")     # leased past its confirmation's deadline
+        if target.deid is not None:     # a de-identified copy: see forward.deidentify
+            item = target.deid.apply(item)
+        return item
+
+    def _apply(self, target: Target, entry: Entry, outcome: dict | BaseException, elapsed: float) -> None:
+        """Record one entry's outcome in the outbox (see platforms.base for what each means)."""
+        try:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            if not isinstance(outcome, dict):
+                raise TypeError(f"the adapter returned {type(outcome).__name__}, not a receipt")
+            self.outbox.delivered(entry.id, outcome)
+            self.delivery_ended.emit(DeliveryEnded(target.name, "delivered", elapsed))
             log.info("delivered %s to %s (entry %d, attempt %d, %.0f ms)", entry.image_id, target.name,
-                     entry.id, entry.attempts, (time.monotonic() - started) * 1e3)
+                     entry.id, entry.attempts, elapsed * 1e3)
+        except AwaitingConfirmation as err:
+            self.delivery_ended.emit(DeliveryEnded(target.name, "committing", elapsed))
+            if self.outbox.await_confirmation(entry.id, self.clock() + err.seconds):
+                log.info("stored %s on %s, awaiting its confirmation up to %.0f s (entry %d, %.0f ms): %s",
+                         entry.image_id, target.name, err.seconds, entry.id, elapsed * 1e3, err)
+            else:
+                log.info("stored %s on %s, and confirmed already (entry %d)", entry.image_id, target.name,
+                         entry.id)
         except PermanentError as err:
             self.outbox.dead(entry.id, str(err))
+            self.delivery_ended.emit(DeliveryEnded(target.name, "dead", elapsed or None))
             log.error("forward to %s failed for good (entry %d): %s", target.name, entry.id, err)
         except Exception as err:
             retryable = isinstance(err, RetryableError)
             if not retryable:
-                log.exception("forward to %s: unexpected error (entry %d)", target.name, entry.id)
+                log.error("forward to %s: unexpected error (entry %d)", target.name, entry.id, exc_info=err)
             message = str(err) if retryable else f"{type(err).__name__}: {err}"
             if entry.attempts >= target.max_attempts:
                 self.outbox.dead(entry.id, f"gave up after {entry.attempts} attempts: {message}")
+                self.delivery_ended.emit(DeliveryEnded(target.name, "dead", elapsed or None))
                 log.error("forward to %s dead-lettered (entry %d): %s", target.name, entry.id, message)
                 return
             retry_after = getattr(err, "retry_after", None)
             delay = retry_after if retry_after is not None else backoff(
                 entry.attempts, base=target.backoff_base, cap=target.backoff_max)
             self.outbox.retry_later(entry.id, self.clock() + delay, message)
+            self.delivery_ended.emit(DeliveryEnded(target.name, "retry", elapsed or None))
             log.warning("forward to %s failed (entry %d, attempt %d), retry in %.1f s: %s",
                         target.name, entry.id, entry.attempts, delay, message)
-        finally:
-            if work is not None:
-                work.unlink(missing_ok=True)
-            with self._lock:
-                self._in_flight.pop(entry.id, None)
 
 
-def build_targets(configs: list[dict], *, state_dir: Path | None = None) -> dict[str, Target]:
+def build_targets(configs: list[dict], *, state_dir: Path | None = None,
+                  dicom: DicomSettings | None = None) -> dict[str, Target]:
     """Targets from the [[forward.targets]] tables; ValueError names what is wrong.
 
-    ``state_dir`` holds the pseudonym key of targets with ``deidentify`` on."""
+    ``state_dir`` holds the pseudonym key of targets with ``deidentify`` on;
+    ``dicom`` is this station ([dicom]: AE title, timeout) for kind "dimse"."""
     targets = {}
     outbox_keys = {"concurrency": int, "max_attempts": int, "max_age_hours": float,
                    "backoff_base": float, "backoff_max": float}
@@ -246,7 +317,10 @@ def build_targets(configs: list[dict], *, state_dir: Path | None = None) -> dict
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                     raise ValueError(f"forward target {name!r}: {key} must be a positive number")
                 extra[key] = kind(value)
-        adapter = open_adapter(raw["kind"], name=name, options=options)
+        station = {}
+        if raw["kind"] == "dimse" and dicom is not None:
+            station = {"ae_title": dicom.ae_title, "timeout": dicom.timeout_seconds}
+        adapter = open_adapter(raw["kind"], name=name, options=options, **station)
         targets[name] = Target(
             name=name, kind=raw["kind"], adapter=adapter, concurrency=extra.get("concurrency", 2),
             max_attempts=extra.get("max_attempts", 20), max_age=extra.get("max_age_hours", 72.0) * 3600,

@@ -7,7 +7,12 @@ sending: a crash mid-delivery leaves it pending, and after a restart it is
 sent again, which the adapters make harmless (idempotent deliveries).
 
 States: pending -> delivered | dead (last error kept; an operator may
-retry it) ; dropped rows are deleted.
+retry it) ; dropped rows are deleted. pending -> committing when the
+platform has the image and confirms it later (storage commitment): the row
+waits, not leased, until ``next_attempt``; the confirmation settles it
+(``settle``: delivered, or pending again to be resent), and past its
+deadline it is leased again like a pending row (the adapter is told the
+wait expired).
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +82,14 @@ class Entry:
                 "receipt": self.receipt}
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """What a confirmation does to one entry (see ``Outbox.settle``)."""
+    receipt: dict | None = None         # delivered, with this receipt
+    error: str | None = None            # else: pending, due now, with this as its last error
+    forget: tuple[str, ...] = ()        # ... and these recorded steps dropped (resent from scratch)
+
+
 class Outbox:
     def __init__(self, root: Path, *, clock=time.time):
         self.root = Path(root)
@@ -105,10 +118,15 @@ class Outbox:
             # Leases from a previous run are void: those deliveries were cut short.
             released = db.execute("UPDATE entries SET leased = 0, next_attempt = ? WHERE leased = 1",
                                   (self.clock(),)).rowcount
+            # Confirmations awaited by the previous run are asked for again now: one may
+            # have come while no listener was up. (Pending again, so not "expired".)
+            asked = db.execute("UPDATE entries SET state = 'pending', next_attempt = ? WHERE state = 'committing'",
+                               (self.clock(),)).rowcount
         self._remove_orphan_files()
         counts = self.counts()
-        log.info("outbox: %d pending, %d dead%s", counts.get("pending", 0), counts.get("dead", 0),
-                 f", {released} cut short by the last stop" if released else "")
+        log.info("outbox: %d pending, %d dead%s%s", counts.get("pending", 0), counts.get("dead", 0),
+                 f", {released} cut short by the last stop" if released else "",
+                 f", {asked} awaiting a confirmation asked for again" if asked else "")
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -217,6 +235,25 @@ class Outbox:
             rows = self._conn.execute("SELECT state, COUNT(*) AS n FROM entries GROUP BY state").fetchall()
         return {row["state"]: row["n"] for row in rows}
 
+    def depth(self) -> builtins.list[tuple[str, str, int, float]]:
+        """(target, state, entries, oldest ``created``) of the entries not delivered, for
+        the metrics at every scrape. Delivered rows stay and only grow, so they are left
+        out: the (state, next_attempt) index keeps this a walk of the waiting ones."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT target, state, COUNT(*) AS n, MIN(created) AS oldest FROM entries"
+                " WHERE state IN ('pending', 'committing', 'dead') GROUP BY target, state").fetchall()
+        return [(row["target"], row["state"], row["n"], row["oldest"]) for row in rows]
+
+    def overdue(self, due_before: float) -> set[str]:
+        """Targets with an entry due since before ``due_before`` that no delivery holds
+        (not leased): what the readiness check calls stuck, unless the target is busy."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT DISTINCT target FROM entries WHERE state IN ('pending', 'committing')"
+                " AND leased = 0 AND next_attempt <= ?", (due_before,)).fetchall()
+        return {row["target"] for row in rows}
+
     # (``builtins.list`` below: in the class body, ``list`` is now the method above.)
     def failures(self, limit: int = 10) -> builtins.list[Entry]:
         """Dead entries and pending ones waiting after a failed attempt, latest first."""
@@ -227,22 +264,104 @@ class Outbox:
                 (limit,)).fetchall()
         return [self._entry(r) for r in rows]
 
-    # -- delivery bookkeeping -------------------------------------------
-    def lease_due(self, *, exclude: set[int], limit: int, lease_seconds: float) -> builtins.list[Entry]:
-        """Pending entries due now, leased to the caller (attempts counted now)."""
-        now = self.clock()
+    def by_target(self) -> dict[str, dict]:
+        """Per target: ``counts`` by state, ``oldestPending`` (the ``created`` time of
+        the oldest entry not yet delivered, pending or committing; None when none
+        waits) and ``lastError`` (the latest error any of its entries recorded, with
+        its ``updated`` time and entry id; None when none did)."""
+        out: dict[str, dict] = {}
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT {self._COLUMNS} FROM entries WHERE state = 'pending' AND next_attempt <= ?"
-                " ORDER BY next_attempt LIMIT ?", (now, limit + len(exclude))).fetchall()
+                "SELECT target, state, COUNT(*) AS n, MIN(created) AS oldest FROM entries"
+                " GROUP BY target, state").fetchall()
+            # One row per target: the entry whose error is the latest (SQLite takes the
+            # other columns from the row that gives MAX()).
+            errors = self._conn.execute(
+                "SELECT target, id, last_error, MAX(updated) AS at FROM entries"
+                " WHERE last_error IS NOT NULL GROUP BY target").fetchall()
+        for row in rows:
+            stats = out.setdefault(row["target"], {"counts": {}, "oldestPending": None, "lastError": None})
+            stats["counts"][row["state"]] = row["n"]
+            if row["state"] in ("pending", "committing"):
+                oldest = stats["oldestPending"]
+                stats["oldestPending"] = row["oldest"] if oldest is None else min(oldest, row["oldest"])
+        for row in errors:
+            out[row["target"]]["lastError"] = {"message": row["last_error"], "at": row["at"], "entryId": row["id"]}
+        return out
+
+    # -- delivery bookkeeping -------------------------------------------
+    def lease_due(self, *, exclude: set[int], limit: int, lease_seconds: float, target: str | None = None,
+                  not_targets: Collection[str] = ()) -> builtins.list[Entry]:
+        """Entries due now (pending, or committing past their deadline), leased to the
+        caller (attempts counted now), of ``target`` only when given, of none of
+        ``not_targets``. A committing entry becomes pending; the returned Entry still
+        says ``committing``, so the caller knows its wait expired."""
+        now = self.clock()
+        query = (f"SELECT {self._COLUMNS} FROM entries WHERE state IN ('pending', 'committing')"
+                 " AND next_attempt <= ?")
+        args: builtins.list = [now]
+        if target is not None:
+            query += " AND target = ?"
+            args.append(target)
+        if not_targets:
+            query += f" AND target NOT IN ({', '.join('?' * len(not_targets))})"
+            args += builtins.list(not_targets)
+        with self._lock:
+            rows = self._conn.execute(query + " ORDER BY next_attempt LIMIT ?",
+                                      (*args, limit + len(exclude))).fetchall()
             entries = [self._entry(r) for r in rows if r["id"] not in exclude][:limit]
             if entries:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.executemany(
-                    "UPDATE entries SET leased = 1, attempts = attempts + 1, next_attempt = ?, updated = ?"
-                    " WHERE id = ?", [(now + lease_seconds, now, e.id) for e in entries])
+                    "UPDATE entries SET state = 'pending', leased = 1, attempts = attempts + 1,"
+                    " next_attempt = ?, updated = ? WHERE id = ?", [(now + lease_seconds, now, e.id) for e in entries])
                 self._conn.execute("COMMIT")
         return [dataclasses.replace(e, attempts=e.attempts + 1) for e in entries]
+
+    def await_confirmation(self, entry_id: int, until: float) -> bool:
+        """A leased entry the platform has, whose confirmation is awaited until ``until``:
+        committing. False when it was settled meanwhile (the confirmation came first)."""
+        with self._lock:
+            return bool(self._conn.execute(
+                "UPDATE entries SET state = 'committing', leased = 0, next_attempt = ?, updated = ?"
+                " WHERE id = ? AND state = 'pending' AND leased = 1",
+                (until, self.clock(), entry_id)).rowcount)
+
+    def settle(self, step: str, key: str, value: str,
+               decide: Callable[[Entry], Settlement | None]) -> builtins.list[tuple[Entry, Settlement]]:
+        """Apply a confirmation to the entries whose recorded ``progress[step][key]`` is
+        ``value`` (pending, leased or not, or committing): ``decide`` says, per entry,
+        delivered (a receipt) or resend (pending, due now, the error kept, steps
+        forgotten), or None to leave it. Durable on return (synchronous=FULL), so the
+        confirmation may be acknowledged to its sender after it."""
+        if not (step.isidentifier() and key.isidentifier()):
+            raise ValueError(f"bad step path {step}.{key}")
+        now = self.clock()
+        done: builtins.list[tuple[Entry, Settlement]] = []
+        with self._durable_transaction():
+            rows = self._conn.execute(
+                f"SELECT {self._COLUMNS} FROM entries WHERE state IN ('pending', 'committing')"
+                f" AND json_extract(progress, '$.{step}.{key}') = ?", (value,)).fetchall()
+            for row in rows:
+                entry = self._entry(row)
+                settlement = decide(entry)
+                if settlement is None:
+                    continue
+                if settlement.receipt is not None:
+                    self._conn.execute(
+                        "UPDATE entries SET state = 'delivered', leased = 0, receipt = ?, next_attempt = ?,"
+                        " updated = ? WHERE id = ?", (json.dumps(settlement.receipt), now, now, entry.id))
+                else:
+                    progress = {k: v for k, v in entry.progress.items() if k not in settlement.forget}
+                    self._conn.execute(
+                        "UPDATE entries SET state = 'pending', leased = 0, last_error = ?, progress = ?,"
+                        " next_attempt = ?, updated = ? WHERE id = ?",
+                        (settlement.error, json.dumps(progress) if progress else None, now, now, entry.id))
+                done.append((entry, settlement))
+        for entry, settlement in done:
+            if settlement.receipt is not None:
+                self._drop_file_if_unused(entry.id)
+        return done
 
     def record_step(self, entry_id: int, step: str, value) -> None:
         """Keep one delivery step's result (JSON; None forgets the step) in the entry's progress.
@@ -291,13 +410,13 @@ class Outbox:
 
     # -- operators -------------------------------------------------------
     def retry(self, entry_id: int) -> bool:
-        """A dead (or waiting) entry goes back to pending, due now, with a fresh count.
+        """A dead (or waiting, or committing) entry goes back to pending, due now, with a fresh count.
 
         Its recorded steps stay: the next attempt resumes from them (a drop forgets them)."""
         with self._lock:
             changed = self._conn.execute(
                 "UPDATE entries SET state = 'pending', attempts = 0, next_attempt = ?, updated = ?"
-                " WHERE id = ? AND state IN ('dead', 'pending') AND leased = 0",
+                " WHERE id = ? AND state IN ('dead', 'pending', 'committing') AND leased = 0",
                 (self.clock(), self.clock(), entry_id)).rowcount
         return bool(changed)
 

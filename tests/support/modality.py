@@ -57,3 +57,14 @@ def expose(srv, sid: str, device_id: str, stream: EventStream, **info) -> tuple[
     seen = stream.until(state_is("NewImage"), timeout=15)
     image_id = seen[-1][1]["lastImageId"]
     return [d["state"] for _, d in seen], srv.http.get(srv.url(f"{API}/acquisition/{sid}/images/{image_id}")).json()
+
+
+def acquire_one(srv) -> dict:
+    """One image on the first device, in a session of its own; its ImageInfo."""
+    dev = devices(srv)[0]["deviceId"]
+    sid = create_session(srv, dev)["sessionId"]
+    stream = subscribe_status(srv, sid)
+    try:
+        return expose(srv, sid, dev, stream)[1]
+    finally:
+        stream.close()

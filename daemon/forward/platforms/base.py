@@ -10,7 +10,17 @@ target's concurrency limit) and reads the outcome:
   timeout, 5xx, 429/503; ``retry_after`` carries a Retry-After in seconds);
 - ``PermanentError`` when it will not (bad credentials after a renewal,
   4xx that a retry cannot fix, ``success: false`` with a real error); the
-  outbox dead-letters the entry with the message.
+  outbox dead-letters the entry with the message;
+- ``AwaitingConfirmation`` when the platform has the image but confirms it
+  later, elsewhere (DICOM storage commitment): the entry waits in the
+  outbox's ``committing`` state for ``seconds``; whoever receives the
+  confirmation settles it (`Outbox.settle`), and if none comes in time the
+  entry is handed to the adapter again with ``expired`` set.
+
+An adapter that sends several images better together (one DICOM
+association) sets ``batch_size`` and overrides ``deliver_batch``: it gets up
+to that many items of one target and returns one outcome per item, in
+order (a receipt dict or one of the exceptions above, returned, not raised).
 
 A delivery must be idempotent where the platform lets us tell: after a lost
 response the outbox retries, and the retry must find the image already
@@ -42,6 +52,14 @@ class PermanentError(Exception):
     pass
 
 
+class AwaitingConfirmation(Exception):
+    """The platform has the image; its confirmation comes later, within ``seconds``."""
+
+    def __init__(self, message: str, *, seconds: float):
+        super().__init__(message)
+        self.seconds = seconds
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One image for one target, as the outbox stored it."""
@@ -65,6 +83,8 @@ class Delivery:
                                # None, or (the target's `deidentify` on: context and image_info
                                # are a de-identified copy) how its dates were treated: "keep",
                                # "shift" or "remove"; see forward.deidentify
+    expired: bool = False       # the previous attempt ended AwaitingConfirmation and no
+                                # confirmation came in time: start over (send it again)
 
     def __post_init__(self) -> None:
         steps = dict(self.progress)
@@ -123,6 +143,7 @@ def transport(call, what: str):
 
 class Adapter(abc.ABC):
     kind: str = ""
+    batch_size: int = 1         # items handed to one deliver_batch call at most
 
     def __init__(self, *, name: str, options: dict, http: requests.Session | None = None):
         self.name = name
@@ -132,6 +153,16 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def deliver(self, item: Delivery) -> dict:
         """Put ``item`` on the platform; see the module docstring for the outcome."""
+
+    def deliver_batch(self, items: list[Delivery]) -> list[dict | Exception]:
+        """One outcome per item, in order: a receipt, or the exception (returned, not raised)."""
+        outcomes: list[dict | Exception] = []
+        for item in items:
+            try:
+                outcomes.append(self.deliver(item))
+            except Exception as err:
+                outcomes.append(err)
+        return outcomes
 
     def close(self) -> None:
         self.http.close()

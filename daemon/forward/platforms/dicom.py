@@ -188,7 +188,9 @@ def build_dataset(pixels: np.ndarray, image_info: dict, context: dict, *, image_
     context : dict
         patientId, patientName, birthDate, sex, studyDate, studyTime,
         studyDescription, accessionNumber, referringPhysician, laterality,
-        tooth, studyInstanceUid, patientOrientation; all optional.
+        tooth, studyInstanceUid, patientOrientation, requestedProcedureId,
+        requestedProcedureDescription, scheduledProcedureStepId,
+        scheduledProcedureStepDescription; all optional.
     image_id : str
         Stable id of this image (a UUID): the SOP Instance UID derives from it.
     tz : tzinfo, optional
@@ -212,6 +214,7 @@ def build_dataset(pixels: np.ndarray, image_info: dict, context: dict, *, image_
     ds.TimezoneOffsetFromUTC = created.strftime("%z")
     _set_patient_and_study(ds, context, image_id=image_id, created=created)
     _set_series_and_equipment(ds, image_info, institution=institution, station=station)
+    _set_request(ds, context)
     _set_image(ds, image_info, context, image_id=image_id, created=created)
     _set_display(ds, pixels, lut)
     _set_pixels(ds, pixels, image_info, mapped=lut is not None)
@@ -278,6 +281,23 @@ def _set_series_and_equipment(ds: Dataset, image_info: dict, *, institution: str
         if value:
             setattr(ds, keyword, _text(value))
     ds.SoftwareVersions = [v for v in (_text(sensor.get("version")), _text(link.get("version")), SOFTWARE) if v]
+
+
+# context key -> keyword in a Request Attributes Sequence item (the worklist's scheduled step).
+_REQUEST = {"requestedProcedureId": "RequestedProcedureID", "scheduledProcedureStepId": "ScheduledProcedureStepID",
+            "requestedProcedureDescription": "RequestedProcedureDescription",
+            "scheduledProcedureStepDescription": "ScheduledProcedureStepDescription"}
+
+
+def _set_request(ds: Dataset, context: dict) -> None:
+    """General Series: the Request Attributes Sequence, one item, when the context names the
+    requested procedure or the scheduled step (a worklist-bound session's images do)."""
+    item = Dataset()
+    for key, keyword in _REQUEST.items():
+        if _text(context.get(key)):
+            setattr(item, keyword, _text(context[key]))
+    if len(item):
+        ds.RequestAttributesSequence = Sequence([item])
 
 
 def _set_image(ds: Dataset, image_info: dict, context: dict, *, image_id: str, created: datetime) -> None:

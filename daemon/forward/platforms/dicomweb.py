@@ -53,11 +53,9 @@ from urllib.parse import urlsplit
 import numpy as np
 from werkzeug.http import parse_options_header
 
-from sensord.filters import png as pngcodec
-from sensord.filters.pixel_hash import ALGORITHMS as HASH_ALGS
 from sensord.filters.pixel_hash import pixel_hash
 
-from . import dicom, dicom_deid
+from . import dicom
 from .base import (
     Adapter,
     Delivery,
@@ -66,6 +64,7 @@ from .base import (
     check_response,
     transport,
 )
+from .dicom_instance import checked_instance
 
 DICOM_PART = "application/dicom"
 ACCEPT_INSTANCE = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'
@@ -211,26 +210,10 @@ class DicomWebAdapter(Adapter):
 
     # -- steps ---------------------------------------------------------------
     def _prepare(self, item: Delivery) -> Prepared:
-        info = item.image_info
-        try:
-            pixels = pngcodec.decode_gray16(item.png_path.read_bytes(), max_width=65535, max_height=65535)
-        except (OSError, ValueError) as err:
-            raise PermanentError(f"{self.name}: cannot read the image {item.png_path.name}: {err}") from None
-        stated = info.get("pixelHash") or {}
-        alg = stated["alg"] if stated.get("alg") in HASH_ALGS else "SHA256"
-        digest = pixel_hash(pixels, alg=alg)["hash"]
-        if stated.get("alg") == alg and str(stated.get("hash", digest)).lower() != digest:
-            raise PermanentError(f"{self.name}: the image {item.image_id} does not match its pixelHash "
-                                 f"({alg} {stated['hash']}, the PNG gives {digest})")
-        try:
-            ds = dicom.build_dataset(pixels, info, item.context, image_id=item.image_id,
-                                     institution=self.institution, station=self.station)
-            if item.deidentified:           # a de-identified copy: PS3.15 on the instance too
-                dicom_deid.apply_profile(ds, dates=item.deidentified, pseudonym=item.context.get("patientId"))
-        except ValueError as err:
-            raise PermanentError(f"{self.name}: cannot describe image {item.image_id} in DICOM: {err}") from None
+        instance = checked_instance(item, target=self.name, institution=self.institution, station=self.station)
+        ds = instance.dataset
         return Prepared(dicom.to_bytes(ds), ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID,
-                        alg, digest)
+                        instance.alg, instance.digest)
 
     def _stow(self, prepared: Prepared) -> StowOutcome:
         boundary = uuid.uuid4().hex
