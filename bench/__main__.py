@@ -2,7 +2,7 @@
 import importlib
 import sys
 
-BENCHES = ["filters_http", "pipeline", "acquisition", "forwarding"]
+BENCHES = ["png16", "filters_http", "pipeline", "acquisition", "forwarding", "orthanc_side", "burst", "dimse"]
 
 names = sys.argv[1:] or BENCHES
 for name in names:

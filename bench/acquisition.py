@@ -8,6 +8,7 @@ process, read by one selector thread so the client does not set the pace.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import selectors
 import socket
@@ -21,6 +22,7 @@ from pathlib import Path
 import requests
 
 from .filters_http import free_port
+from .png16 import cv2_today, encoder
 
 SUBSCRIBERS = 50
 EXPOSURES = 7
@@ -42,19 +44,22 @@ def exposure_stages() -> None:
             device = daemon.devices.list()[0]["deviceId"]
             session = daemon.sessions.create({"deviceId": device})
             sub = session.hub.subscribe()
-            runs = []
-            for _ in range(EXPOSURES + 1):
+            runs, before = [], []
+            # Exposures alternate between the PNG encoder and the one it
+            # replaced (OpenCV), so both see the same moment's load.
+            for i in range(2 * (EXPOSURES + 1)):
                 daemon.sessions.set_info(session, {"enable": True, "rotation": 90, "applyLut": True})
                 while not daemon.sessions.status(session)["ready"]:
                     sub.get(1.0)
-                daemon.devices.entry(device).driver.expose(device)
-                while True:
-                    item = sub.get(10.0)
-                    assert item is not None and item is not CLOSED, "no NewImage"
-                    if item[1]["state"] == "NewImage":
-                        break
-                runs.append(dict(session.last_timings))
-            runs = runs[1:]     # the first run builds tables and warms caches
+                with encoder(cv2_today) if i % 2 else contextlib.nullcontext():
+                    daemon.devices.entry(device).driver.expose(device)
+                    while True:
+                        item = sub.get(10.0)
+                        assert item is not None and item is not CLOSED, "no NewImage"
+                        if item[1]["state"] == "NewImage":
+                            break
+                (before if i % 2 else runs).append(dict(session.last_timings))
+            runs, before = runs[1:], before[1:]     # the first pair builds tables and warms caches
         finally:
             daemon.close()
     print(f"exposure, 2400x1708 on sim supreme2, rotation 90, LUT, MD5 (median of {EXPOSURES}):")
@@ -65,6 +70,12 @@ def exposure_stages() -> None:
     total = statistics.median(r["readout_end_to_new_image"] for r in runs)
     encode = statistics.median(r.get("png", r.get("png_encode", 0.0)) for r in runs)
     print(f"  readout end -> NewImage minus PNG encode: {(total - encode) * 1e3:.1f} ms (target 100 ms)")
+    old = statistics.median(r["readout_end_to_new_image"] for r in before)
+    ratio = statistics.median(new["readout_end_to_new_image"] / was["readout_end_to_new_image"]
+                              for new, was in zip(runs, before))
+    old_encode = statistics.median(r["png_encode"] for r in before)
+    print(f"  readout end -> NewImage, with the encoder it replaced (cv2): {old * 1e3:.1f} ms (PNG encode "
+          f"{old_encode * 1e3:.1f} ms); now {total * 1e3:.1f} ms: {ratio:.2f}x (median of per-pair ratios)")
 
 
 def _connect(port: int, path: str, auth: str) -> socket.socket:

@@ -25,3 +25,30 @@ def row(name: str, seconds: float, reference: float | None = None, target: float
         if target is not None:
             text += f"  (target {target:g}x: {'met' if ratio <= target else 'NOT met'})"
     return text
+
+
+def paired(a, b, *, pairs: int = 9, warmup: int = 1) -> tuple[float, float, float]:
+    """Run ``a()`` and ``b()`` alternately, A B A B, ``pairs`` times after ``warmup`` pairs.
+
+    Returns (median seconds of a, median seconds of b, median of the per-pair
+    ratios b / a): each ratio compares two runs made a moment apart, so a
+    neighbour's load that comes and goes moves both sides of it alike.
+    """
+    for _ in range(warmup):
+        a()
+        b()
+    times_a, times_b, ratios = [], [], []
+    for _ in range(pairs):
+        started = time.perf_counter()
+        a()
+        middle = time.perf_counter()
+        b()
+        ended = time.perf_counter()
+        times_a.append(middle - started)
+        times_b.append(ended - middle)
+        ratios.append((ended - middle) / (middle - started))
+    return statistics.median(times_a), statistics.median(times_b), statistics.median(ratios)
+
+
+def goal(met: bool) -> str:
+    return "met" if met else "NOT met"

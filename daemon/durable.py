@@ -26,7 +26,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_file(path: Path, data: bytes, *, sync: bool = True) -> None:
+def write_file(path: Path, data: bytes | memoryview, *, sync: bool = True) -> None:
     """Write ``data`` to ``path`` (a new file) and optionally fsync it."""
     with open(path, "xb") as f:
         f.write(data)

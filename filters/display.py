@@ -15,7 +15,8 @@ from .lut import Lut
 AUTO_CLIP_PERCENT = 0.5
 
 
-def to_8bit(image: np.ndarray, *, lut: Lut | None = None) -> np.ndarray:
+def to_8bit(image: np.ndarray, *, lut: Lut | None = None,
+            window: tuple[float, float] | None = None) -> np.ndarray:
     """Window a 16-bit image linearly to 8 bits.
 
     Parameters
@@ -25,6 +26,9 @@ def to_8bit(image: np.ndarray, *, lut: Lut | None = None) -> np.ndarray:
         The LUT the image is mapped with. Its output range
         ``[offset, offset + slope]`` (sorted) becomes the window, since a
         LUT-mapped image is already meant for display.
+    window : (lo, hi), optional
+        A window chosen by a viewer (`center_width`), over the LUT's and
+        the automatic one.
 
     Returns
     -------
@@ -45,15 +49,41 @@ def to_8bit(image: np.ndarray, *, lut: Lut | None = None) -> np.ndarray:
     image gets a one-gray window centred on its value (mid gray).
     """
     image = _checks.gray16(image)
+    lo, hi = display_window(image, lut=lut) if window is None else _window(window)
+    return cv2.LUT(image, window_table(lo, hi))
+
+
+def display_window(image: np.ndarray, *, lut: Lut | None = None) -> tuple[float, float]:
+    """The window ``(lo, hi)`` that `to_8bit` uses without a ``window``: the
+    LUT's output range, else the image's 0.5th to 99.5th gray percentile."""
+    image = _checks.gray16(image)
     if lut is not None:
         if not isinstance(lut, Lut):
             raise TypeError(f"lut must be a filters.lut.Lut or None, got {type(lut).__name__}")
-        lo, hi = sorted((lut.offset, lut.offset + lut.slope))
-    else:
-        low, high = gray_percentiles(image, low_percent=AUTO_CLIP_PERCENT,
-                                     high_percent=100.0 - AUTO_CLIP_PERCENT)
-        lo, hi = (float(low), float(high)) if high > low else (low - 0.5, low + 0.5)
-    return cv2.LUT(image, window_table(lo, hi))
+        low, high = sorted((lut.offset, lut.offset + lut.slope))
+        return float(low), float(high)
+    low, high = gray_percentiles(image, low_percent=AUTO_CLIP_PERCENT, high_percent=100.0 - AUTO_CLIP_PERCENT)
+    return (float(low), float(high)) if high > low else (low - 0.5, low + 0.5)
+
+
+def center_width(center: float, width: float) -> tuple[float, float]:
+    """The window ``(lo, hi)`` of a window center and width, in grays.
+
+    ``center`` in [0, 65535], ``width`` in [1, 65536]; ``lo = center - width / 2``,
+    ``hi = center + width / 2`` (either may lie outside the gray range).
+    """
+    c = _checks.real(center, name="window center", low=0.0, high=65535.0)
+    w = _checks.real(width, name="window width", low=1.0, high=65536.0)
+    return c - w / 2.0, c + w / 2.0
+
+
+def _window(window) -> tuple[float, float]:
+    if not (isinstance(window, (tuple, list)) and len(window) == 2):
+        raise ValueError(f"window must be a (lo, hi) pair, got {window!r}")
+    lo, hi = (_checks.real(v, name="window bound", low=-65536.0, high=131072.0) for v in window)
+    if not lo < hi:
+        raise ValueError(f"window must have lo < hi, got [{lo}, {hi}]")
+    return lo, hi
 
 
 @functools.lru_cache(maxsize=64)

@@ -11,22 +11,25 @@ if a change to the code makes one of them an underestimate.
 Where they come from (a uint16 image is 2 B/px, float32 4 B/px):
 
 - `png.decode_gray16`: the inflate buffer, which becomes the pixels (2);
+  the IDAT data of a file written in many chunks (libpng's 8 KiB) joined
+  for libdeflate's one call, while it inflates (up to 2, freed after);
   rows with Average or Paeth filters also pass through a stored-deflate copy
-  (2) and OpenCV's decode (4, part of it after the buffer is freed): 6.6
-  measured, 7 here.
+  (2) and OpenCV's decode (4, part of it after the buffer is freed): 8.3
+  measured (the joined copy's pages still resident), 9 here.
 - `enhance` (select, supreme, ae; `multiscale.multiscale_enhance`): the
   float32 working image and its fine blur (4 + 4), the uint16 detail index
   (2), the coarse blur and its pyramid (4 + 1.3) while the others live, the
   output and its LUT-mapped copy (2 + 2): 15.5 to 16.3 measured, 17 here.
 - `lut_unmap`: the output (2).
-- `codecs.encode`: OpenCV's growing output buffer and the bytes copied out
-  of it; for noisy 16-bit images (PNG, TIFF) that is up to 6.3, JPEG and
-  GIF less: 7 here.
+- `codecs.encode`: PNG, the compressed pieces and the file joined from
+  them (`png_writer`, 3.3-3.9 measured on noise); TIFF, the file (2);
+  JPEG and GIF, OpenCV's or Pillow's buffers and the bytes copied out of
+  them (up to 5.7): 7 here.
 """
 
 from __future__ import annotations
 
-DECODE_PER_PIXEL = 7
+DECODE_PER_PIXEL = 9
 PIXELS_PER_PIXEL = 2
 FILTER_PER_PIXEL = {"unmap": 2, "select": 17, "supreme": 17, "ae": 17}
 ENCODE_PER_PIXEL = 7

@@ -25,7 +25,8 @@ def fit_inside(width: int, height: int, *, box: tuple[int, int]) -> tuple[int, i
     return max(1, min(box_w, round(width * scale))), max(1, min(box_h, round(height * scale)))
 
 
-def jpeg_preview(pixels: np.ndarray, *, lut: Lut | None, box: tuple[int, int], quality: int) -> bytes:
+def jpeg_preview(pixels: np.ndarray, *, lut: Lut | None, box: tuple[int, int], quality: int,
+                 window: tuple[float, float] | None = None) -> bytes:
     """Shrink ``pixels`` to fit ``box``, window them to 8 bits and encode a JPEG.
 
     Parameters
@@ -39,6 +40,9 @@ def jpeg_preview(pixels: np.ndarray, *, lut: Lut | None, box: tuple[int, int], q
         The preview fits inside, aspect kept, never enlarged (`fit_inside`).
     quality : int
         JPEG quality, 1 to 100.
+    window : (lo, hi), optional
+        A viewer's window (`filters.display.center_width`), over the LUT's
+        and the automatic one.
 
     Returns
     -------
@@ -72,7 +76,7 @@ def jpeg_preview(pixels: np.ndarray, *, lut: Lut | None, box: tuple[int, int], q
     size = fit_inside(width, height, box=(box_w, box_h))
     if size != (width, height):
         pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", to_8bit(pixels, lut=lut), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, buf = cv2.imencode(".jpg", to_8bit(pixels, lut=lut, window=window), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # pragma: no cover - OpenCV reports failure without a reason
         raise RuntimeError("JPEG encoding failed")
     return buf.tobytes()

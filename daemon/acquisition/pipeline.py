@@ -24,9 +24,10 @@ from sensord.filters.thumbnail import jpeg_preview
 STAGES = ("binning", "rotation", "exposure", "lut", "hash", "preview", "png_encode")
 JPEG_QUALITY = 85
 
-# The PNG encode (~75 ms for 2400x1708) dominates and releases the GIL, so it
-# runs on these workers while the calling thread rates the exposure, hashes
-# and makes the preview. Two workers, one per core, so that two devices
+# The PNG encode (20-40 ms for 2400x1708 with ISA-L; 100-170 ms with libpng
+# before) is the largest stage and releases the GIL, so it runs on these
+# workers while the calling thread rates the exposure, hashes and makes the
+# preview. Two workers, one per core, so that two devices
 # finishing together do not queue.
 # Threads start on first use and are joined at interpreter exit.
 _ENCODER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pipeline-png")
@@ -133,9 +134,8 @@ def process(frame, sensor, *, rotation: int = 0, binning: bool = False, apply_lu
 
     Once the pixels are final the PNG encode starts on a worker thread
     while this one rates the exposure (still on the raw grays), hashes and
-    makes the preview; hashlib and ``cv2.imencode`` release the GIL. On 2
-    cores this saves 14-18 ms of ~100 ms for a 2400x1708 exposure with MD5,
-    8-9 ms with SHA256 (``python -m bench pipeline``).
+    makes the preview; hashlib and the encoder (numpy, ISA-L) release the
+    GIL (``python -m bench pipeline`` measures what that saves).
     """
     degrees = _check_args(rotation, hash_alg, gamma, png_compression, preview_max)
     bits = int(sensor.bits)

@@ -35,6 +35,7 @@ import numpy as np
 
 from sensord.daemon.errors import ServiceError
 from sensord.filters import footprint, png
+from sensord.filters.png_scanlines import Scanlines
 
 log = logging.getLogger("sensord.budget")
 
@@ -59,6 +60,12 @@ class PixelBudget:
         self._reserved = 0
         self._peak = 0
         self._room = threading.Condition()
+        # Reservations that had to wait for room, and those refused (BudgetBusy) after
+        # waiting: counters for the daemon's metrics.
+        self.waits = 0
+        self.refusals = 0
+        # Bytes given back so far, for the heap trimmer (daemon/malloc.py).
+        self.released_bytes = 0
 
     @property
     def reserved_bytes(self) -> int:
@@ -96,9 +103,12 @@ class PixelBudget:
                 "or ask the operator to raise the budget")
         deadline = time.monotonic() + (self.wait_seconds if wait is None else wait)
         with self._room:
+            if self._reserved + nbytes > self.max_bytes:
+                self.waits += 1
             while self._reserved + nbytes > self.max_bytes:
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    self.refusals += 1
                     log.info("pixel budget busy: %s needs %d MiB, %d of %d MiB held", what,
                              _mib(nbytes), _mib(self._reserved), _mib(self.max_bytes))
                     raise BudgetBusy(
@@ -132,29 +142,37 @@ class PixelBudget:
     def _give(self, nbytes: int) -> None:
         with self._room:
             self._reserved -= nbytes
+            self.released_bytes += nbytes
             self._room.notify_all()
 
 
-def decode_png(budget: PixelBudget | None, data: bytes, *, max_width: int, max_height: int,
+def decode_png(budget: PixelBudget | None, data: bytes | memoryview, *, max_width: int, max_height: int,
                wait: float | None = None) -> np.ndarray:
-    """`png.decode_gray16` with its peak reserved from ``budget`` (None: no budget).
+    """`png.decode_gray16` with its peak reserved from ``budget`` (None: no budget)."""
+    return prove_png(budget, data, max_width=max_width, max_height=max_height, wait=wait).pixels()
+
+
+def prove_png(budget: PixelBudget | None, data: bytes | memoryview, *, max_width: int, max_height: int,
+              wait: float | None = None) -> Scanlines:
+    """`png.prove_gray16` with its peak reserved from ``budget`` (None: no budget).
 
     The header is read first (33 bytes, no allocation); a file the decode
     refuses anyway (not a PNG, not 16-bit gray, beyond the size bounds)
-    reserves nothing, so it gets that error, not a budget one.
+    reserves nothing, so it gets that error, not a budget one. What the
+    proof leaves to do (`Scanlines.pixels`) works in place: no more memory.
     """
     if budget is None:
-        return png.decode_gray16(data, max_width=max_width, max_height=max_height)
+        return png.prove_gray16(data, max_width=max_width, max_height=max_height)
     try:
         header: png.PngHeader | None = png.read_header(data)
     except png.PngError:
         header = None
     if header is None or not (header.bit_depth == 16 and header.color_type == 0
                               and header.width <= max_width and header.height <= max_height):
-        return png.decode_gray16(data, max_width=max_width, max_height=max_height)
+        return png.prove_gray16(data, max_width=max_width, max_height=max_height)
     with budget.reserve(footprint.decode_bytes(header.width, header.height),
                         what=f"decoding a {header.width}x{header.height} PNG", wait=wait):
-        return png.decode_gray16(data, max_width=max_width, max_height=max_height)
+        return png.prove_gray16(data, max_width=max_width, max_height=max_height)
 
 
 def _mib(nbytes: int) -> int:

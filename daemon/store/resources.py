@@ -31,6 +31,7 @@ import shutil
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -40,6 +41,7 @@ import numpy as np
 from sensord.daemon.dsio.timefmt import iso
 from sensord.daemon.durable import fsync_dir, write_file
 from sensord.daemon.errors import ServiceError
+from sensord.filters.png_scanlines import Scanlines
 
 from .pixel_cache import PixelCache
 
@@ -48,6 +50,7 @@ log = logging.getLogger("sensord.store")
 MEDIA = "media.png"
 META = "resource.json"
 INDEX = "index.json"
+WRITER_THREADS = 4      # uploads written at once while their PNGs are proved; more wait their turn
 
 
 class QuotaExceeded(ServiceError):
@@ -78,15 +81,18 @@ class Resource:
         return self.modality_session is not None
 
     def to_json(self, url: str) -> dict:
-        return {
+        out = {
             "id": self.id,
             "mediaType": self.media_type,
             "url": url,
             "createdOn": iso(self.created_on),
             "expires": iso(self.expires),
             "imageInfo": self.image_info,
-            "modalitySession": self.modality_session,
         }
+        # The spec's modalitySession is an object when present, never null.
+        if self.modality_session is not None:
+            out["modalitySession"] = self.modality_session
+        return out
 
     def _meta(self) -> bytes:
         return json.dumps({
@@ -129,6 +135,15 @@ def _index_bytes(meta: bytes) -> bytes:
     return json.dumps(Indexed.of(json.loads(meta)).record, separators=(",", ":")).encode()
 
 
+def _write_folder(folder: Path, media: bytes | memoryview | None, meta: bytes) -> None:
+    """A resource's files, each fsynced, then the folder: all durable before the rename."""
+    if media is not None:
+        write_file(folder / MEDIA, media)
+    write_file(folder / META, meta)
+    write_file(folder / INDEX, _index_bytes(meta))   # derived from META, so written after it
+    fsync_dir(folder)
+
+
 class ResourceStore:
     def __init__(self, root: Path, *, lifetime: float, quota_bytes: int,
                  decode: Callable[[bytes], np.ndarray], pixel_cache: PixelCache,
@@ -143,6 +158,9 @@ class ResourceStore:
         self._index: dict[str, Indexed] = {}
         self._used = 0
         self._lock = threading.Lock()
+        # Writes the files of an upload while its PNG is proved (`create`'s proof);
+        # threads start on first use.
+        self._writer = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="store-write")
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
@@ -184,22 +202,37 @@ class ResourceStore:
         return record
 
     def close(self) -> None:
-        pass   # every write is already durable; nothing to flush
+        # Every write is already durable; a create still running finishes its own.
+        self._writer.shutdown(wait=False)
 
     @property
     def used_bytes(self) -> int:
         return self._used
 
+    @property
+    def count(self) -> int:
+        """Resources held now (from the in-memory index: no disk read)."""
+        return len(self._index)
+
     # -- create ------------------------------------------------------------
-    def create(self, *, image_info: dict, media: bytes, pixels: np.ndarray | None = None,
-               media_type: str = "image/png", owner: str = "") -> Resource:
-        return self._create(image_info, None, media, media_type, pixels, owner)
+    def create(self, *, image_info: dict, media: bytes | memoryview, pixels: np.ndarray | None = None,
+               media_type: str = "image/png", owner: str = "",
+               proof: Callable[[], np.ndarray | Scanlines] | None = None) -> Resource:
+        """Store ``media`` durably; its pixels, when given or proved, go to the pixel cache.
+
+        ``proof``, when given, runs in the calling thread while a writer
+        thread writes and fsyncs the files (both wait on the kernel or a C
+        library with the GIL released, so they overlap): it returns the
+        pixels (maybe `Scanlines`), or raises, and then nothing is stored
+        and its error is raised. The resource appears once both are done.
+        """
+        return self._create(image_info, None, media, media_type, pixels, owner, proof)
 
     def create_linked(self, *, image_info: dict, session_id: str, image_id: str, owner: str = "") -> Resource:
         link = {"sessionId": session_id, "imageId": image_id}
         return self._create(image_info, link, None, "image/png", None, owner)
 
-    def _create(self, image_info, link, media, media_type, pixels, owner="") -> Resource:
+    def _create(self, image_info, link, media, media_type, pixels, owner="", proof=None) -> Resource:
         now = self.clock()
         rid = str(uuid.uuid4())
         res = Resource(id=rid, media_type=media_type, created_on=now, expires=now + self.lifetime,
@@ -208,17 +241,25 @@ class ResourceStore:
         res = dataclasses.replace(res, size=size)
         self._reserve(size)
         tmp = self.root / f".new-{rid}"
+        meta = res._meta()
+        written: Future | None = None
         try:
             tmp.mkdir()
-            if media is not None:
-                write_file(tmp / MEDIA, media)
-            meta = res._meta()
-            write_file(tmp / META, meta)
-            write_file(tmp / INDEX, _index_bytes(meta))   # derived from META, so written after it
-            fsync_dir(tmp)
+            if proof is None:
+                _write_folder(tmp, media, meta)
+            else:
+                try:
+                    written = self._writer.submit(_write_folder, tmp, media, meta)
+                except RuntimeError:        # closing: no writer thread any more
+                    _write_folder(tmp, media, meta)
+                pixels = proof()
+                if written is not None:
+                    written.result()
             os.rename(tmp, self.root / rid)
             fsync_dir(self.root)
         except BaseException as err:
+            if written is not None:
+                wait([written])     # (its files are removed next; it must not write after that)
             # By name first: rmtree must open the folder to list it, which
             # fails when the process is out of file descriptors (EMFILE);
             # unlink and rmdir need none.
