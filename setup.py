@@ -23,6 +23,7 @@ setup(
     package_dir=package_dir,
     package_data={
         "sensord.daemon.api.static": ["*"],
+        "sensord.daemon.api.device_icons": ["*.png"],
         "sensord.config": ["*.toml"],
         "sensord.daemon": ["py.typed"],
         "sensord.drivers": ["py.typed", "*.md"],

@@ -14,7 +14,9 @@ Rooms, each a subpackage; imports flow down this list and never sideways::
     dsio/         the wire contract's types: ImageInfo, AcquisitionInfo,
                   filter parameters, timestamps, state names
     (top level)   settings, durable writes, the scheduler, the error type
-                  that carries its HTTP status, typed signals: used by all
+                  that carries its HTTP status, typed signals, the metrics'
+                  definitions, the health checks and the allocator's tuning
+                  (malloc.py): used by all
 
 Below them, ``sensord.drivers`` talks to sensors and ``sensord.filters`` is
 pure array code. ``tests/test_layout.py`` keeps the order.

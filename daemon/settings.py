@@ -51,9 +51,9 @@ class AuthSettings:
     realm: str = "sensord"
     # user name -> password hash made by `sensord hash-password`
     users: dict = field(default_factory=dict)
-    # user name -> "client" (the DSIO APIs, its own sessions and resources) or
-    # "operator" (also sensord's API, the status page, everyone's work); a
-    # user not listed is a client (daemon/api/roles.py)
+    # user name -> "client" (the DSIO APIs, its own sessions and resources),
+    # "operator" (also sensord's API, the status page, everyone's work) or
+    # "metrics" (/metrics only); a user not listed is a client (daemon/api/roles.py)
     roles: dict = field(default_factory=dict)
     # Failed logins for one user name before it is locked out, and for how
     # long; each lockout after the first doubles, up to lockout_max_seconds.
@@ -281,8 +281,9 @@ def _check(settings: Settings, source: str) -> None:
                 f"{source}: 'auth.users.{user}' must be a hash made by `sensord hash-password`")
     for user, role in settings.auth.roles.items():
         # (the names of daemon/api/roles.py, which this base module may not import)
-        if role not in ("client", "operator"):
-            raise SettingsError(f"{source}: 'auth.roles.{user}' must be \"client\" or \"operator\", got {role!r}")
+        if role not in ("client", "operator", "metrics"):
+            raise SettingsError(f"{source}: 'auth.roles.{user}' must be \"client\", \"operator\" or \"metrics\", "
+                                f"got {role!r}")
     _check_ae_title(settings.dicom.ae_title, "dicom.ae_title", source, required=True)
     for section in ("worklist", "mpps"):
         peer = getattr(settings, section)

@@ -49,9 +49,8 @@ FAULTS = frozenset({SensorState.NO_HARDWARE, SensorState.NO_SENSOR, SensorState.
 # (warm-up, calibration), an ``arm()`` it refused (DriverError, e.g. BUSY),
 # or an arm the device lost on its own; otherwise the daemon never learns that
 # it may arm again. One more than needed is harmless: the daemon re-arms, and
-# an armed device answers Ready. A device that accepts ``arm()`` while it
-# initializes and keeps the arm (``sim://`` by default) needs none: the daemon
-# arms on every non-fault state it hears.
+# an armed device answers Ready. (The daemon also shows the device as idle,
+# not Initializing, from this report on: the status page's device state.)
 IDLE_DETAIL = "idle"
 
 

@@ -12,15 +12,16 @@ States and events
 -----------------
 Fault states (NoHardware, NoSensor, LowBattery, Error) are always reported.
 The progress states (Initializing, Ready, Reading) describe the way to an
-exposure. A device that is initialized but not armed is *idle* and reports
-nothing, except when it owes the daemon word that it can be armed: after it
-refused an ``arm()`` or lost an arm on its own (fault, recalibration, a
-sensor pulled with ``keep_arm=False``), and with ``busy_init`` after every
-warm-up. It then sends the *idle report*, ``Initializing`` with detail
-``idle`` (drivers/base.py ``IDLE_DETAIL``), when it becomes idle (Ready
-instead if it holds an arm). Sequences (``idle``: that report)::
+exposure. A device that is initialized but not armed is *idle*. It sends
+the *idle report*, ``Initializing`` with detail ``idle`` (drivers/base.py
+``IDLE_DETAIL``), at the end of every warm-up that leaves it unarmed (so
+the daemon does not show a warm device as Initializing), and when it owes
+the daemon word that it can be armed: after it refused an ``arm()`` or lost
+an arm on its own (fault, recalibration, a sensor pulled with
+``keep_arm=False``). Ready instead if it holds an arm. After a frame or a
+disarm it reports nothing. Sequences (``idle``: that report)::
 
-    start          added, Initializing        per device; idle after ~0.6 s
+    start          added, Initializing, idle  per device; idle after ~0.6 s
     arm            Initializing, Ready        ~0.3 s; just Ready if already Ready;
                                               during start-up Ready when it ends;
                                               no sensor: NoSensor + DriverError;
@@ -37,14 +38,14 @@ instead if it holds an arm). Sequences (``idle``: that report)::
     unplug_sensor  changed, NoSensor          a frame being read is discarded and
                                               the arm kept for the next sensor
                                               (keep_arm=False: the arm is lost)
-    plug_sensor    changed, Initializing      then Ready if armed
+    plug_sensor    changed, Initializing      then Ready if armed, else idle
     unplug_device  [NoHardware,] removed      NoHardware if armed or reading; a
                                               frame being read is discarded, the
                                               arm is lost (power cycle)
-    plug_device    added, Initializing        back unarmed
+    plug_device    added, Initializing, idle  back unarmed
     set_battery    changed [, LowBattery]     below 10 %: exposures refused (a
                                               readout under way finishes first)
-                   changed, Initializing      back to >= 10 %: then Ready if armed
+                   changed, Initializing      back to >= 10 %: then Ready if armed, else idle
     set_fault      Error                      the sensor fails: a frame being read
                                               is lost, the arm too; arm and expose
                                               refused until clear_fault
@@ -53,7 +54,7 @@ instead if it holds an arm). Sequences (``idle``: that report)::
     recalibrate    Initializing, idle         ~0.6 s; the arm is lost
     busy_next_arm  nothing                    the next ``count`` arms: BUSY
     restart        removed, added,            every device of the driver, as
-                   Initializing               after a driver restart: no state
+                   Initializing, idle         after a driver restart: no state
                                               in between, all arms lost
 
 Arming a sensor without binning support with ``binning=True`` is accepted;
@@ -457,10 +458,10 @@ class SimDriver(Driver):
             self._later(ARM_S, self._report_able, slot, slot.token)
         return DriverError(f"device {slot.device.device_id} {why}")
 
-    def _idle(self, slot: _Slot) -> None:
-        """Enter idle; send the idle report if one is owed (always with busy_init)."""
+    def _idle(self, slot: _Slot, *, warmed_up: bool = False) -> None:
+        """Enter idle; send the idle report after a warm-up or when one is owed."""
         self._enter(slot, "idle")
-        if slot.owed or self.config.busy_init:
+        if warmed_up or slot.owed or self.config.busy_init:
             slot.owed = False
             self._state(slot, SensorState.INITIALIZING, IDLE_DETAIL)
 
@@ -484,7 +485,7 @@ class SimDriver(Driver):
                 self._enter(slot, "ready")
                 self._state(slot, SensorState.READY)
             else:
-                self._idle(slot)
+                self._idle(slot, warmed_up=True)
 
     def _report_able(self, slot: _Slot, token: int) -> None:
         with self._cv:

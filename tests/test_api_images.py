@@ -37,9 +37,8 @@ def test_upload_then_get_resource_and_media(serve):
     response = upload(srv, media=media)
     assert response.status_code == 201, response.text
     res = response.json()
-    assert list(res) == ["id", "mediaType", "url", "createdOn", "expires", "imageInfo", "modalitySession"]
+    assert list(res) == ["id", "mediaType", "url", "createdOn", "expires", "imageInfo"]   # no modalitySession
     assert res["mediaType"] == "image/png"
-    assert res["modalitySession"] is None
     assert res["imageInfo"] == images.image_info()
     created = datetime.fromisoformat(res["createdOn"].replace("Z", "+00:00"))
     expires = datetime.fromisoformat(res["expires"].replace("Z", "+00:00"))

@@ -38,7 +38,7 @@ def test_base_url_and_devices(serve):
                                "modelName", "serialNumber", "version", "battery"}
         assert device["status"] == "Available" and device["hasSensor"] is True
         assert srv.http.get(srv.url(f"{API}/devices/{device['deviceId']}")).json() == device
-    wireless = [d for d in listed if d["battery"]]
+    wireless = [d for d in listed if d["battery"]["hasBattery"]]
     assert len(wireless) == 1 and wireless[0]["interfaceType"] == "network"
     assert wireless[0]["battery"]["hasBattery"] is True
     sensor = srv.http.get(srv.url(f"{API}/devices/{listed[0]['deviceId']}/sensor")).json()
@@ -96,7 +96,7 @@ def test_whole_exposure_through_http_and_sse(serve):
     dev = device_of(srv, "Simradix Supreme")
     sid = create_session(srv, dev["deviceId"], context={"patientId": "P-7"})["sessionId"]
     status = srv.http.get(srv.url(f"{API}/acquisition/{sid}/status")).json()
-    assert status == {"ready": False, "state": "NoAcquisitionInfo", "lastImageId": None, "totalImages": 0}
+    assert status == {"ready": False, "state": "NoAcquisitionInfo", "totalImages": 0}   # no lastImageId yet
     stream = subscribe_status(srv, sid)
     assert stream.next()[1]["state"] == "NoAcquisitionInfo"     # the current status comes first
 
@@ -138,15 +138,16 @@ def test_whole_exposure_through_http_and_sse(serve):
     assert not (srv.daemon.image_folder.root / sid).exists()
 
 
-def test_binning_ignored_on_a_sensor_without_it(serve):
+def test_binning_refused_on_a_sensor_without_it(serve):
     srv = serve()
     dev = device_of(srv, "Simradix Select")
     sid = create_session(srv, dev["deviceId"])["sessionId"]
+    assert_error(put_info(srv, sid, enable=True, binning="Binned2x2"), 400, "Simradix Select", "cannot bin")
     stream = subscribe_status(srv, sid)
-    _, info = expose(srv, sid, dev["deviceId"], stream, binning="Binned2x2", applyLut=False)
+    _, info = expose(srv, sid, dev["deviceId"], stream, binning=None, applyLut=False)
     sensor = srv.http.get(srv.url(f"{API}/devices/{dev['deviceId']}/sensor")).json()
     assert (info["width"], info["height"]) == (sensor["width"], sensor["height"])
-    assert info["acquisitionInfo"]["binning"] == "Unbinned" and info["lutInfo"] is None
+    assert info["acquisitionInfo"]["binning"] == "Unbinned" and "lutInfo" not in info   # no map: absent
 
 
 @pytest.mark.parametrize("body,words", [
@@ -202,13 +203,13 @@ def test_unplugged_mid_reading_loses_the_frame_and_recovers(serve):
     assert control(srv, dev, "plug").status_code == 200
     stream.until(lambda e, d: d["ready"], timeout=10)        # armed again by itself
     status = srv.http.get(srv.url(f"{API}/acquisition/{sid}/status")).json()
-    assert status["totalImages"] == 0 and status["lastImageId"] is None
+    assert status["totalImages"] == 0 and "lastImageId" not in status
     assert srv.http.get(srv.url(f"{API}/devices/{dev}")).json()["status"] == "InUse"
 
 
 def test_fault_states_no_sensor_and_low_battery(serve):
     srv = serve()
-    wireless = next(d for d in devices(srv) if d["battery"])["deviceId"]
+    wireless = next(d for d in devices(srv) if d["battery"]["hasBattery"])["deviceId"]
     sid = create_session(srv, wireless)["sessionId"]
     stream = subscribe_status(srv, sid)
     put_info(srv, sid, enable=True)

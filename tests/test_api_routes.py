@@ -32,7 +32,7 @@ def ids(tmp_path_factory):
         rid = srv.http.post(srv.url(FILTERS + "/images"),
                             files=images.upload_files(images.image_info(), images.png16(images.raw_image()))
                             ).json()["id"]
-        yield srv, {"device_id": device, "sid": sid, "iid": info["id"], "rid": rid}
+        yield srv, {"device_id": device, "sid": sid, "iid": info["id"], "rid": rid, "kind": "usb"}
 
 
 def get_routes():
@@ -79,3 +79,11 @@ def test_put_and_delete_answer_with_a_trailing_slash(serve):
     moved = srv.http.put(srv.url(f"{MODALITY}/acquisition/{sid}/"), json={"deviceId": second}, allow_redirects=False)
     assert moved.status_code == 200 and moved.json()["deviceId"] == second
     assert srv.http.delete(srv.url(f"{MODALITY}/acquisition/{sid}/"), allow_redirects=False).status_code == 200
+
+
+def test_an_empty_id_is_a_404_not_a_redirect(serve):
+    """`//` in a path (a script's empty variable) is not merged by a redirect."""
+    srv = serve()
+    for method in ("get", "put"):
+        response = getattr(srv.http, method)(srv.url(f"{MODALITY}/acquisition//info"), allow_redirects=False)
+        assert response.status_code in (404, 405), (method, response.status_code, response.headers)

@@ -78,7 +78,7 @@ def test_expose_and_battery_from_the_command_line(serve):
     from tests.support.server import PASSWORD, USER
 
     srv = serve()
-    dev = next(d for d in devices(srv) if d["battery"])["deviceId"]
+    dev = next(d for d in devices(srv) if d["battery"]["hasBattery"])["deviceId"]
     sid = create_session(srv, dev)["sessionId"]
     stream = subscribe_status(srv, sid)
     put_info(srv, sid, enable=True)

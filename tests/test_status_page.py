@@ -13,7 +13,7 @@ from sensord.daemon.live.hub import CLOSED, Hub, SubscriberLimit
 from sensord.daemon.live.status_feed import StatusFeed
 from tests.support.browser import chromium, with_credentials  # noqa: F401  (fixture)
 from tests.support.forward import target
-from tests.support.loopback import closed_port_url, wait_until
+from tests.support.loopback import closed_port_url, free_port, wait_until
 from tests.support.modality import API, control, create_session, device_of, put_info
 from tests.support.server import PASSWORD, USER, make_settings, running
 from tests.support.sse_client import EventStream
@@ -43,7 +43,7 @@ def image_id_after_exposure(srv, sid: str, device_id: str) -> str:
     assert wait_until(lambda: srv.http.get(srv.url(f"{API}/acquisition/{sid}/status")).json()["ready"])
     assert control(srv, device_id, "expose").status_code == 200
     status_url = srv.url(f"{API}/acquisition/{sid}/status")
-    assert wait_until(lambda: srv.http.get(status_url).json()["lastImageId"], 15)
+    assert wait_until(lambda: srv.http.get(status_url).json().get("lastImageId"), 15)   # absent until then
     return srv.http.get(status_url).json()["lastImageId"]
 
 
@@ -126,7 +126,8 @@ def test_snapshot_and_stream_follow_an_exposure(serve):
     assert {d["sensor"].rsplit(" ", 1)[0] for d in snap["devices"]} == {
         "Simradix Select", "Simradix Supreme", "Simradix Velocity"}
     assert all(d["status"] == "Available" for d in snap["devices"])
-    assert snap["sessions"] == [] and snap["images"] == [] and snap["outbox"] == {"counts": {}, "failures": []}
+    assert snap["sessions"] == [] and snap["images"] == []
+    assert snap["outbox"] == {"counts": {}, "failures": [], "targets": []}
     assert srv.http.get(srv.url(STATUS + "/subscribe?heartbeat=5")).status_code == 400
 
     stream = EventStream(srv.http, srv.url(STATUS + "/subscribe"))
@@ -193,16 +194,19 @@ TEXT = "return document.querySelector(arguments[0]).textContent;"
 def test_page_shows_an_exposure_live(chromium, tmp_path):
     unreachable = {"targets": [target(closed_port_url(), max_attempts=2)],
                    "rules": [{"target": "dm", "source": "acquired"}]}
-    with running(make_settings(tmp_path / "state", forward=unreachable)) as srv:
+    down = {"host": "127.0.0.1", "port": free_port(), "called_ae": "WORKLIST"}     # a worklist not answering
+    with running(make_settings(tmp_path / "state", forward=unreachable, worklist=down)) as srv:
         chromium.get(with_credentials(srv.base, USER, PASSWORD) + "/")
         chromium.wait_for("return document.querySelectorAll('#devices tr[data-device-id]').length === 3;")
+        # The rows come with the page; the feed's first snapshot makes it live.
+        chromium.wait_for("return document.body.dataset.live === 'live';")
         assert chromium.execute(TEXT, "#connection") == "connected"
         dev = device_of(srv, "Simradix Select")["deviceId"]
         device_row, session_row = f"#devices tr[data-device-id='{dev}']", "#sessions tr[data-session-id='{}']"
         assert chromium.execute(DATA, device_row)["status"] == "Available"
 
         client = '<img id="injected" src="x">Imaging & Co'
-        sid = create_session(srv, dev, clientName=client)["sessionId"]
+        sid = create_session(srv, dev, clientName=client, context={"accessionNumber": "ACC-9"})["sessionId"]
         session_row = session_row.format(sid)
         chromium.wait_for(DATA, session_row)
         image_id = image_id_after_exposure(srv, sid, dev)
@@ -218,6 +222,10 @@ def test_page_shows_an_exposure_live(chromium, tmp_path):
         # Strings from the daemon are text, never markup.
         assert chromium.execute("return document.getElementById('injected');") is None
         assert client in chromium.execute(TEXT, session_row)
+        # The worklist's error, and the session it could not bind.
+        chromium.wait_for("return document.querySelector('#worklist').dataset.error === 'yes';")
+        assert "does not answer" in chromium.execute(TEXT, "#worklist-state")
+        assert chromium.execute(DATA, session_row)["worklist"] == "unmatched"
         assert chromium.execute(TEXT, "#connection") == "connected"
         assert chromium.errors() == []
 
@@ -225,5 +233,6 @@ def test_page_shows_an_exposure_live(chromium, tmp_path):
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / "status-page.png").write_bytes(png)
         assert (ARTIFACTS / "status-page.png").read_bytes()[:8] == PNG_SIGNATURE
-    # The daemon has stopped: the page says so (and EventSource keeps trying).
+    # The daemon has stopped: the page says so (and keeps trying to reconnect).
     chromium.wait_for("return document.querySelector('#connection').textContent === 'disconnected';", timeout=10)
+    assert chromium.execute("return document.body.dataset.live;") == "stale"

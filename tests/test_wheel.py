@@ -108,6 +108,8 @@ def test_the_installed_daemon_serves_both_apis_and_the_status_page(installed, tm
         assert http.get(base + "/api/dsio/modality/v1", timeout=10).status_code == 200
         devices = http.get(base + "/api/dsio/modality/v1/devices", timeout=10)
         assert devices.status_code == 200 and len(devices.json()) == 3     # the default sim://
+        icon = http.get(devices.json()[0]["iconUrl"], timeout=10)          # package data, from the wheel
+        assert icon.status_code == 200 and icon.headers["Content-Type"] == "image/png"
         assert http.get(base + "/api/dsio/filters/v1", timeout=10).status_code == 200
         page = http.get(base + "/", timeout=10)
         assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]

@@ -18,6 +18,7 @@ from sensord.daemon.signals import Signal
 from sensord.drivers import open_driver
 from sensord.drivers.base import (
     FAULTS,
+    IDLE_DETAIL,
     Device,
     DeviceEvent,
     Driver,
@@ -42,7 +43,7 @@ class DeviceInUse(ServiceError):
 class DeviceEntry:
     device: Device
     driver: Driver
-    state: SensorState | None = None  # the driver's last reported sensor state
+    state: SensorState | None = None  # the driver's last reported sensor state; None: idle
     session_id: str | None = None     # the session that holds the device
     present: bool = True              # a removed device keeps its entry (and its
                                       # session) so a replug finds both again
@@ -56,9 +57,26 @@ class DeviceEntry:
         return DeviceStatus.IN_USE if self.session_id else DeviceStatus.AVAILABLE
 
 
-def battery_json(percent: float | None) -> dict | None:
+# Where api/modality.py serves the device icons (daemon/api/device_icons/), one
+# per interface type; iconUrl holds this root-relative path and the API makes
+# it absolute for the host each request came to.
+ICON_PATH = "/api/dsio/modality/v1/icons/{}.png"
+ICON_KINDS = ("usb", "network", "serial", "device")     # "device": any other interface
+
+
+def icon_path(interface_type: str) -> str:
+    kind = interface_type.lower()
+    return ICON_PATH.format(kind if kind in ICON_KINDS else "device")
+
+
+def battery_json(percent: float | None) -> dict:
+    """BatteryInfo, an object even without a battery (the spec's type is not nullable).
+
+    Mains powered: hasBattery false, and a level that never warns, so a
+    client that shows the level without checking hasBattery raises no alarm.
+    """
     if percent is None:
-        return None
+        return {"hasBattery": False, "percentRemaining": 100.0, "level": "Full"}
     level = "Low" if percent < 20 else "Full" if percent >= 90 else "Good"
     return {"hasBattery": True, "percentRemaining": float(percent), "level": level}
 
@@ -74,7 +92,7 @@ def sensor_json(device: Device) -> dict | None:
 
 def device_json(entry: DeviceEntry) -> dict:
     d = entry.device
-    return {"deviceId": d.device_id, "name": d.name, "iconUrl": None,
+    return {"deviceId": d.device_id, "name": d.name, "iconUrl": icon_path(d.interface_type),
             "hasSensor": d.sensor is not None, "status": entry.status,
             "interfaceType": d.interface_type, "modelName": d.model_name,
             "serialNumber": d.serial_number, "version": d.version,
@@ -128,6 +146,11 @@ class DeviceRegistry:
         self._queue.put(done)
         return done.wait(timeout)
 
+    @property
+    def enumerated(self) -> bool:
+        """Every configured driver started, and driver events still handled (readiness)."""
+        return self._thread.is_alive() and len(self.drivers) >= len(self.urls)
+
     # -- queries ---------------------------------------------------------
     def list(self) -> list[dict]:
         with self._lock:
@@ -145,6 +168,11 @@ class DeviceRegistry:
         """The entry even while the device is unplugged (sessions keep their device)."""
         with self._lock:
             return self._entries.get(device_id)
+
+    def known(self) -> tuple[DeviceEntry, ...]:
+        """Every device seen since the start, unplugged ones too (``present`` false)."""
+        with self._lock:
+            return tuple(self._entries.values())
 
     def info(self, device_id: str) -> dict:
         with self._lock:
@@ -170,6 +198,14 @@ class DeviceRegistry:
             entry.session_id = None
             if entry.present:
                 self._publish("changed", entry)
+
+    def disarmed(self, device_id: str) -> None:
+        """The daemon took its arm back: a device that reported Ready is idle now
+        (drivers report nothing for a disarm), until the driver says otherwise."""
+        with self._lock:
+            entry = self._entries.get(device_id)
+            if entry is not None and entry.state == SensorState.READY:
+                entry.state = None
 
     # -- events ----------------------------------------------------------
     def _publish(self, action: str, entry: DeviceEntry) -> None:
@@ -220,7 +256,9 @@ class DeviceRegistry:
                 if entry is None or not entry.present:
                     return
                 status_before = entry.status
-                entry.state = event.state
+                # An idle report is Initializing by name only: the device is warm and unarmed.
+                idle = event.state == SensorState.INITIALIZING and event.detail == IDLE_DETAIL
+                entry.state = None if idle else event.state
                 if entry.status != status_before:
                     self._publish("changed", entry)
             if event.state in FAULTS:

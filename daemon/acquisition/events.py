@@ -30,3 +30,16 @@ class ImageAcquired:
     """
     session: Session
     image: StoredImage
+
+
+@dataclass(frozen=True)
+class ExposureEnded:
+    """An exposure's frame was handled: its image announced (``result``
+    "image", after NewImage) or lost ("lost": the session shows the fault).
+
+    ``readout_to_new_image``: seconds from the end of the sensor's readout to
+    NewImage (None when lost, or when the driver reported no readout time).
+    """
+    device_id: str
+    result: str
+    readout_to_new_image: float | None = None

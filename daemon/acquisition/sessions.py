@@ -38,7 +38,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from sensord.daemon.dsio.acquisition_info import parse_acquisition_info
+from sensord.daemon.dsio.acquisition_info import asked_binning, parse_acquisition_info
 from sensord.daemon.dsio.states import AcquisitionState
 from sensord.daemon.dsio.timefmt import iso
 from sensord.daemon.errors import ServiceError
@@ -57,7 +57,7 @@ from sensord.drivers.base import (
 
 from . import pipeline
 from .devices import FAULTS, DeviceInUse, DeviceRegistry, device_json, sensor_json
-from .events import ImageAcquired, SessionChanged
+from .events import ExposureEnded, ImageAcquired, SessionChanged
 from .session_images import ImageFolder, StoredImage
 
 log = logging.getLogger("sensord.sessions")
@@ -155,6 +155,8 @@ class SessionManager:
         self.image_acquired: Signal[ImageAcquired] = Signal("image acquired")
         # When a session is created or deleted and whenever its status changes.
         self.session_changed: Signal[SessionChanged] = Signal("session changed")
+        # Once an exposure's image was announced, or the exposure was lost (the metrics).
+        self.exposure_ended: Signal[ExposureEnded] = Signal("exposure ended")
         devices.driver_events.connect(self.on_event)
 
     def start(self) -> None:
@@ -198,8 +200,13 @@ class SessionManager:
 
     def status(self, session: Session) -> dict:
         state, ready = derive_state(session, self.devices.find(session.device_id))
-        return {"ready": ready, "state": state, "lastImageId": session.last_image_id,
-                "totalImages": session.total_images}
+        status = {"ready": ready, "state": state, "lastImageId": session.last_image_id,
+                  "totalImages": session.total_images}
+        if session.last_image_id is None:
+            # The spec types it a string, never null: absent until the first
+            # image (which the vendor SDK, like any Newtonsoft reader, takes as null).
+            del status["lastImageId"]
+        return status
 
     def _publish(self, session: Session, *, force: bool = False) -> None:
         status = self.status(session)
@@ -270,6 +277,7 @@ class SessionManager:
             if session.phase in BUSY:
                 raise Locked(f"AcquisitionInfo cannot change now: an exposure is being read ({session.phase})")
             info = parse_acquisition_info(body, session.info)    # ValueError -> 400
+            info = self._binning_for_sensor(session, body, info)
             session.info, session.awaiting_info, session.fault = info, False, None
             if info["enable"]:
                 try:
@@ -287,6 +295,23 @@ class SessionManager:
                 self._disarm(session)
             self._publish(session)
             return info
+
+    def _binning_for_sensor(self, session: Session, body, info: dict) -> dict:
+        """Binned2x2 asked of a sensor that cannot bin is a ValueError (400);
+        one kept from before (the sensor was swapped, the session moved) falls
+        back to Unbinned, what the sensor will deliver. Without a sensor
+        attached nothing is known yet: the exposure reports what was done."""
+        if info["binning"] != "Binned2x2":
+            return info
+        entry = self.devices.find(session.device_id)
+        sensor = entry.device.sensor if entry is not None else None
+        if sensor is None or sensor.supports_binning:
+            return info
+        if asked_binning(body) is not None:
+            raise ValueError(f"binning Binned2x2 is not possible: the sensor {sensor.model_name} "
+                             f"(serial {sensor.serial_number}) on device {session.device_id} cannot bin; "
+                             "send Unbinned or null")
+        return {**info, "binning": "Unbinned"}
 
     # -- arming: the one rule --------------------------------------------
     def _keep_armed(self, session: Session, *, asked: bool = False) -> None:
@@ -341,6 +366,8 @@ class SessionManager:
                 entry.driver.disarm(session.device_id)
             except DriverError as err:
                 log.warning("session %s: disarm failed: %s", session.id, err)
+            else:
+                self.devices.disarmed(session.device_id)
 
     # -- driver events (dispatcher thread) -------------------------------
     def on_event(self, event: Event) -> None:
@@ -441,6 +468,7 @@ class SessionManager:
                 session.fault = (AcquisitionState.INSUFFICIENT_STORAGE if disk_full
                                  else AcquisitionState.ERROR)
                 self._publish(session)
+            self.exposure_ended.emit(ExposureEnded(session.device_id, "lost"))
             return
         with session.lock:
             if session.deleted:
@@ -460,6 +488,8 @@ class SessionManager:
             "readout_end_to_new_image": announced - frame.read_ended if frame.read_ended else None,
             "handling": announced - started,
         }
+        self.exposure_ended.emit(ExposureEnded(session.device_id, "image",
+                                               session.last_timings["readout_end_to_new_image"]))
         log.info("session %s: image %s (%dx%d) ready %.0f ms after readout", session.id, image_id,
                  processed.width, processed.height, (announced - (frame.read_ended or started)) * 1e3)
 
@@ -475,5 +505,7 @@ class SessionManager:
             "pixelHash": processed.pixel_hash,
             "deviceInfo": device_json(entry), "sensorInfo": sensor_json(entry.device),
             "acquisitionInfo": {**info, "binning": processed.binning},
-            "lutInfo": processed.lut_info, "exposureInfo": processed.exposure_info,
+            "exposureInfo": processed.exposure_info,
+            # LutInfo is an object in the spec, never null: absent when no map was applied.
+            **({"lutInfo": processed.lut_info} if processed.lut_info else {}),
         }

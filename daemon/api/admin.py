@@ -1,5 +1,6 @@
 """sensord's own control endpoints: drive a simulated sensor like hardware.
 
+`GET /api/sensord/v1/devices` lists every device seen, unplugged ones too.
 `sensord expose DEVICE` and the tests use these to trigger an exposure,
 unplug and replug a sensor or a device, drain the battery, and make the
 sensor fail, recalibrate, refuse arms (BUSY) or its driver restart (see
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from sensord.daemon.acquisition.devices import device_json
 from sensord.drivers.base import DriverError
 
 from .body import json_body
@@ -31,6 +33,18 @@ ACTIONS = {
     "busy-next-arm": ("busy_next_arm", ("count",)),
     "restart": ("restart", ()),
 }
+
+
+@bp.get("/devices")
+def known_devices():
+    """Every device the daemon has seen, unplugged ones too (the Modality
+    list drops them): what `sensord plug` resolves an id prefix against.
+    ``controls``: the actions its driver takes."""
+    listed = []
+    for entry in current_app.extensions["sensord"].devices.known():
+        controls = [a for a, (method, _) in ACTIONS.items() if hasattr(entry.driver, method)]
+        listed.append({**device_json(entry), "connected": entry.present, "controls": controls})
+    return jsonify({"devices": listed})
 
 
 @bp.post("/devices/<device_id>/<action>")

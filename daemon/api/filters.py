@@ -10,12 +10,13 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from sensord import filters
 from sensord.daemon.dsio import filter_params
 from sensord.daemon.dsio.imageinfo import lut_from_info
-from sensord.daemon.store.resources import Resource
+from sensord.daemon.store.resources import QuotaExceeded, Resource
 from sensord.filters import codecs, footprint
 
 from . import roles
 from .body import json_body
 from .errors import ApiError
+from .streamed import bytes_response, file_response
 from .upload import read_upload
 
 log = logging.getLogger("sensord.filters")
@@ -63,9 +64,13 @@ def create_image():
     limits = services.settings.images
     upload = read_upload(request, max_width=limits.max_width, max_height=limits.max_height,
                          max_info_bytes=limits.max_info_kb << 10, budget=services.pixel_budget)
-    # QuotaExceeded / StoreFull carry their 507 to the client themselves.
-    res = services.store.create(image_info=upload.image_info, media=upload.media, pixels=upload.pixels,
-                                owner=roles.current_user() or "")
+    try:
+        # The PNG is proved while its bytes are written: a 201 means both.
+        res = services.store.create(image_info=upload.image_info, media=upload.media, proof=upload.prove,
+                                    owner=roles.current_user() or "")
+    except QuotaExceeded:
+        upload.prove()      # a file that is no proper PNG is the client's to hear of first (400)
+        raise               # QuotaExceeded / StoreFull carry their 507 to the client themselves.
     return _resource_json(res, 201)
 
 
@@ -123,11 +128,13 @@ def get_media(rid: str):
     if res.linked:
         image = _services().session_images.find(**_link(res))
         data = image.media() if image is not None else None
-    else:
-        data = _services().store.media(res)
-    if data is None:
+        if data is None:
+            raise _gone(res)
+        return bytes_response(data, res.media_type)
+    answer = file_response(_services().store.media_path(res), res.media_type)
+    if answer is None:
         raise _gone(res)
-    return Response(data, mimetype=res.media_type)
+    return answer
 
 
 def _link(res: Resource) -> dict:
@@ -196,7 +203,7 @@ def _run(rid: str, name: str):
         del out
     log.debug("%s %s %s: filter %.1f ms, encode %.1f ms", name, rid, options,
               (computed - started) * 1e3, (time.perf_counter() - computed) * 1e3)
-    return Response(data, mimetype=media_type)
+    return bytes_response(data, media_type)
 
 
 @bp.post("/images/<rid>/filters/unmap")

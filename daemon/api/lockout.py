@@ -43,6 +43,9 @@ class Lockout:
         self.clock = clock
         self._records: OrderedDict[bytes, _Record] = OrderedDict()
         self._lock = threading.Lock()
+        # Every failure and every lockout started since the start, for the metrics.
+        self.failures_total = 0
+        self.lockouts_total = 0
 
     @staticmethod
     def _key(name: str) -> bytes:
@@ -68,8 +71,10 @@ class Lockout:
             while len(self._records) > self.max_names:
                 self._records.popitem(last=False)
             record.failures += 1
+            self.failures_total += 1
             if record.failures < self.max_failures:
                 return 0.0
+            self.lockouts_total += 1
             record.window = self.seconds if not record.window else min(record.window * 2, self.max_seconds)
             record.locked_until = self.clock() + record.window
             return record.window

@@ -1,9 +1,12 @@
 """The DSIO Modality API v1: devices, acquisition sessions, status, images."""
 from __future__ import annotations
 
+import functools
+from importlib import resources
+
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from sensord.daemon.acquisition.devices import sensor_json
+from sensord.daemon.acquisition.devices import ICON_KINDS, sensor_json
 from sensord.daemon.acquisition.sessions import Session, SessionNotFound
 from sensord.daemon.dsio.acquisition_info import DEFAULT_INFO, parse_session_info
 
@@ -42,20 +45,51 @@ def root():
 
 
 # -- devices -----------------------------------------------------------------
+def _absolute_icon(device: dict, root: str) -> dict:
+    """DeviceInfo with its root-relative iconUrl made absolute under ``root``
+    (the URL root of the request, as the spec's example URL is absolute)."""
+    path = device.get("iconUrl")
+    if isinstance(path, str) and path.startswith("/"):
+        return {**device, "iconUrl": root.rstrip("/") + path}
+    return device
+
+
 @bp.get("/devices")
 def devices():
-    return jsonify(_services().devices.list())
+    return jsonify([_absolute_icon(d, request.url_root) for d in _services().devices.list()])
 
 
 @bp.get("/devices/subscribe")
 def devices_subscribe():
     heartbeat = sse.heartbeat_ms(20000, 1000, 60000)
-    return sse.stream(_services().devices.hub.subscribe(), heartbeat)
+    root = request.url_root
+
+    def absolute(data):
+        if isinstance(data, dict) and isinstance(data.get("deviceInfo"), dict):
+            return {**data, "deviceInfo": _absolute_icon(data["deviceInfo"], root)}
+        return data
+
+    return sse.stream(_services().devices.hub.subscribe(), heartbeat, transform=absolute)
 
 
 @bp.get("/devices/<device_id>")
 def device(device_id: str):
-    return jsonify(_services().devices.info(device_id))
+    return jsonify(_absolute_icon(_services().devices.info(device_id), request.url_root))
+
+
+@functools.cache
+def _icon(kind: str) -> bytes:
+    return resources.files("sensord.daemon.api").joinpath("device_icons", f"{kind}.png").read_bytes()
+
+
+@bp.get("/icons/<kind>.png")
+def device_icon(kind: str):
+    """A device's icon, one per interface type (daemon/api/device_icons/); not in the spec."""
+    if kind not in ICON_KINDS:
+        raise ApiError(404, f"no device icon {kind!r} (known: {', '.join(ICON_KINDS)})")
+    response = Response(_icon(kind), mimetype="image/png")
+    response.headers["Cache-Control"] = "max-age=86400"
+    return response
 
 
 @bp.get("/devices/<device_id>/sensor")
@@ -141,7 +175,10 @@ def _image(sid: str, iid: str):
 
 def image_json(image) -> dict:
     ids = {"sid": image.session_id, "iid": image.id}
-    return {**image.image_info,
+    info = image.image_info
+    if isinstance(info.get("deviceInfo"), dict):
+        info = {**info, "deviceInfo": _absolute_icon(info["deviceInfo"], request.url_root)}
+    return {**info,
             "previewUrl": url_for("modality_api.image_preview", **ids, _external=True),
             "imageUrl": url_for("modality_api.image_media", **ids, _external=True)}
 

@@ -1,13 +1,18 @@
 """Roles: who may do what once their credentials are good.
 
-Two roles. A *client* is the imaging software: it speaks the two DSIO APIs
+Three roles. A *client* is the imaging software: it speaks the two DSIO APIs
 and sees only its own work, the acquisition sessions and filter resources
 it created. An *operator* also has sensord's own API (device controls,
-forwarding, the outbox, the status snapshot), the status page, and every
-session and resource.
+forwarding, the outbox, the status snapshot), the status page, /metrics,
+and every session and resource. A *metrics* user (Prometheus scraping)
+may read /metrics and nothing else.
 
     [auth.roles]
     alice = "operator"      # a user not listed is a client
+    prometheus = "metrics"
+
+/healthz and /readyz need no credentials at all (a load balancer's probe
+has none); they carry no secret (api/health.py).
 
 The user the daemon creates at first start (``admin``, when no users are
 configured) is an operator: it is the one the operator CLI reads from the
@@ -31,10 +36,16 @@ from .errors import ApiError
 
 CLIENT = "client"
 OPERATOR = "operator"
-ROLES = (CLIENT, OPERATOR)
+METRICS = "metrics"
+ROLES = (CLIENT, OPERATOR, METRICS)
 
 # The DSIO Modality and Filters APIs: the imaging software's whole world.
 CLIENT_BLUEPRINTS = frozenset({"modality_api", "filters_api"})
+METRICS_BLUEPRINTS = frozenset({"metrics"})
+# Besides the operator, who may call each role's blueprints.
+_GRANTED = {CLIENT: CLIENT_BLUEPRINTS, METRICS: METRICS_BLUEPRINTS}
+# Answered to anyone, without credentials (the health probes).
+PUBLIC_BLUEPRINTS = frozenset({"health"})
 
 
 def effective_roles(configured_users: dict, roles: dict, default_user: str) -> dict[str, str]:
@@ -67,11 +78,18 @@ def may_see(owner: str | None) -> bool:
     return is_operator() or (bool(owner) and owner == current_user())
 
 
+def is_public() -> bool:
+    """Whether this request's endpoint answers without credentials."""
+    return request.url_rule is not None and request.blueprint in PUBLIC_BLUEPRINTS
+
+
 def require_role() -> None:
-    """Refuse (403) an operator's endpoint to a client; the body names the role missing."""
+    """Refuse (403) an endpoint to a role not granted it; the body names the roles that are."""
     if request.url_rule is None:
         return              # no such route: routing answers 404/405 as for anyone
-    if request.blueprint in CLIENT_BLUEPRINTS or is_operator():
+    role = g.get("sensord_role")
+    if is_operator() or request.blueprint in _GRANTED.get(role, ()):
         return
-    raise ApiError(403, f"{request.path} needs the {OPERATOR} role; user {current_user()!r} "
-                        f"has the {CLIENT} role")
+    granted = [r for r, blueprints in _GRANTED.items() if request.blueprint in blueprints]
+    raise ApiError(403, f"{request.path} needs the {' or '.join([*granted, OPERATOR])} role; "
+                        f"user {current_user()!r} has the {role} role")

@@ -8,7 +8,7 @@ by asking waitress every second.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from flask import Response, request
 
@@ -36,7 +36,10 @@ def format_event(event: str, data) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def stream(sub: Subscription, heartbeat: int, first: Sequence[tuple[str, object]] = ()) -> Response:
+def stream(sub: Subscription, heartbeat: int, first: Sequence[tuple[str, object]] = (),
+           transform: Callable[[object], object] | None = None) -> Response:
+    """``transform`` rewrites each published event's data on its way out (the
+    generator runs outside the request context: capture what it needs first)."""
     gone = request.environ.get("waitress.client_disconnected")
 
     def generate():
@@ -57,7 +60,8 @@ def stream(sub: Subscription, heartbeat: int, first: Sequence[tuple[str, object]
                     elif gone is not None and gone():
                         return
                     continue
-                yield format_event(*item)
+                event, data = item
+                yield format_event(event, transform(data) if transform is not None else data)
         finally:
             sub.close()
 

@@ -55,6 +55,12 @@ def parse_acquisition_info(body: Any, current: dict | None) -> dict:
     return info
 
 
+def asked_binning(body: Any) -> str | None:
+    """The binning ``body`` (an AcquisitionInfo) asks for; None when it leaves it out or null."""
+    given = _keyed(body, tuple(DEFAULT_INFO), "AcquisitionInfo")
+    return parse_binning(given.get("binning"), "binning")
+
+
 def parse_session_info(body: Any, *, require_device: bool) -> dict:
     """AcquisitionSessionInfo: deviceId, clientName, context (only the keys given)."""
     given = _keyed(body, ("deviceId", "clientName", "context"), "AcquisitionSessionInfo")

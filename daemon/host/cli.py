@@ -126,10 +126,32 @@ def default_config(args) -> int:
     return 0
 
 
+SERVE = """\
+Run the daemon: the DSIO Modality and Filters APIs, sensord's own API and the
+status page on [server] host and port (http://127.0.0.1:43809 by default),
+the sensor drivers, forwarding. State (images, outbox, admin-password) lives
+in [store] state_dir. SIGTERM stops it gracefully, SIGHUP reloads the
+configuration."""
+
+SERVE_ENVIRONMENT = """\
+environment:
+  STATE_DIRECTORY   the state folder when neither --state-dir nor [store] state_dir
+                    names one (systemd sets it from StateDirectory=); else ./state
+  NOTIFY_SOCKET, WATCHDOG_USEC
+                    set by systemd (Type=notify, WatchdogSec=): readiness,
+                    status line and watchdog pings
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sensord", description="X-ray sensor acquisition daemon")
+    from . import client_cli
+    parser = argparse.ArgumentParser(
+        prog="sensord", description="X-ray sensor acquisition daemon, and the commands that drive it.",
+        epilog="`sensord COMMAND --help` says more. The operator commands read:\n\n" + client_cli.ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="run the daemon")
+    p = sub.add_parser("serve", help="run the daemon", description=SERVE, epilog=SERVE_ENVIRONMENT,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="TOML settings file (default: embedded defaults)")
     p.add_argument("--host", help="listen address (overrides server.host)")
     p.add_argument("--port", type=int, help="listen port (overrides server.port)")
@@ -139,7 +161,6 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=hash_password)
     p = sub.add_parser("default-config", help="print the documented default configuration file")
     p.set_defaults(func=default_config)
-    from . import client_cli
     client_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     return args.func(args)

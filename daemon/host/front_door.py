@@ -40,7 +40,7 @@ from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
 from waitress.utilities import RequestEntityTooLarge
 
-from sensord.daemon.api import origin
+from sensord.daemon.api import health, origin
 from sensord.daemon.errors import ServiceError
 
 from .door_answers import SHORT_OF_DESCRIPTORS, Answer, JsonErrorTask, os_answer, waitress_answer
@@ -85,8 +85,9 @@ class Door:
 
     def ask(self, channel: "FrontDoorChannel", request: Request) -> None:
         """Decide in the pool; the loop's thread applies the decision once woken."""
-        future = self._pool.submit(self.decide, request.what()[0], dict(request.headers),
-                                   channel.addr[0] if channel.addr else None)
+        method, path = request.what()
+        future = self._pool.submit(self.decide, method, dict(request.headers),
+                                   channel.addr[0] if channel.addr else None, path)
 
         def back(done: Future) -> None:
             self.decided.append((channel, request, done))
@@ -96,14 +97,23 @@ class Door:
 
         future.add_done_callback(back)
 
-    def decide(self, method: str, headers: dict, remote: str | None) -> ServiceError | None:
+    def decide(self, method: str, headers: dict, remote: str | None, path: str = "") -> ServiceError | None:
         # Host and Origin first, as in the app: a page that may not reach us
         # gets no 401 that would make the browser offer saved credentials.
         services = self.services
         refused = origin.refusal(method, headers, scheme=self.scheme, server=services.settings.server)
         if refused is None:
-            refused = services.auth.refusal(headers.get("AUTHORIZATION"), remote=remote)
+            if health.open_to_all(method, path):    # the probes need no credentials, and take no body
+                refused = health.body_refusal(headers)
+            else:
+                refused = services.auth.refusal(headers.get("AUTHORIZATION"), remote=remote)
         return refused
+
+    def refused(self, status: int) -> None:
+        """Count a request answered here, before the app (the app counts its own)."""
+        metrics = getattr(self.services, "metrics", None)
+        if metrics is not None:
+            metrics.refused_at_door(status)
 
     def close(self) -> None:
         """Before the loop's trigger is closed."""
@@ -206,6 +216,7 @@ class FrontDoorChannel(HTTPChannel):
                 method, path = request.what()
                 log.debug("refused %s %s from %s: %s %s", method, path[:200],
                           self.addr[0] if self.addr else "?", refused.status, refused.message)
+                self.door.refused(refused.status)
                 self._refuse(request, Answer.of(refused))
                 return
             self.let_in = request.let_in = True

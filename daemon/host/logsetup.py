@@ -3,7 +3,10 @@
 Under journald (stderr is the stream ``$JOURNAL_STREAM`` names) the journal
 stamps each line itself, so the timestamp is left out. apscheduler logs two
 INFO lines per job run, every second for the outbox poll: it is held at
-WARNING unless ``log.loggers`` says otherwise.
+WARNING unless ``log.loggers`` says otherwise. pynetdicom logs every PDU at
+INFO and an ERROR for each connection refused; sensord's own DICOM code logs
+what an operator can act on (a worklist that stops answering, once), so
+pynetdicom is held at CRITICAL unless asked for.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import logging
 import os
 import sys
 
-QUIET = {"apscheduler": "WARNING"}
+QUIET = {"apscheduler": "WARNING", "pynetdicom": "CRITICAL"}
 
 
 def under_journald() -> bool:

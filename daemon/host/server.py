@@ -110,6 +110,11 @@ class Server:
         self._stop_accepting = threading.Event()
         self._stop = threading.Event()
         self._deadline = float("inf")
+        # Readiness (daemon/health_checks.py): the socket listens from here until a stop.
+        self._listening = True
+        checks = getattr(door.services, "health", None)
+        if checks is not None:
+            checks.add("listening", self._listening_check)
 
     @property
     def port(self) -> int:
@@ -175,8 +180,12 @@ class Server:
                 return
             server.asyncore.loop(timeout=POLL, map=self._map, count=1, use_poll=USE_POLL)
 
+    def _listening_check(self) -> str | None:
+        return None if self._listening else "stopping: no new connections are accepted"
+
     def stop_accepting(self) -> None:
         """Close the listening socket (from the loop's thread); keep serving open connections."""
+        self._listening = False
         if self.front is not None:
             self.front.stop_accepting()     # waitress's own listener is loopback, for the front
             return
@@ -187,6 +196,7 @@ class Server:
         """Stop accepting, let requests in progress finish for up to ``grace`` seconds,
         then end the loop. Safe from any thread and from a signal handler; a
         second call can only shorten the deadline."""
+        self._listening = False
         self._deadline = min(self._deadline, time.monotonic() + grace)
         if self.front is not None:
             self.front.stop_accepting()

@@ -9,9 +9,11 @@ opens one browser session and hands out a ``Browser``; at the end the session
 is quit and chromedriver (and anything it left behind in its group) is
 stopped. The machine may be small: one browser for the whole test session.
 
-Only what the tests use is here: navigate, run a script, screenshot, and a
-Chrome DevTools command (``goog/cdp/execute``), through which every page gets
-an error collector before its own scripts run (``errors()``).
+Only what the tests use is here: navigate, click, run a script, screenshot
+(the window or the whole page), and a Chrome DevTools command
+(``goog/cdp/execute``: through it every page gets an error collector before
+its own scripts run, ``errors()``, and a test may hold requests with the
+Fetch domain).
 
 Basic auth goes as a user would: ``with_credentials(url)`` puts them in the
 first URL; Chromium meets the 401 challenge, answers it with them and keeps
@@ -122,6 +124,18 @@ class Browser:
 
     def screenshot(self) -> bytes:
         return base64.b64decode(self._call("GET", self.session + "/screenshot"))
+
+    def page_screenshot(self) -> bytes:
+        """The whole page as PNG, below the window's height too (DevTools' capture)."""
+        shot = self.cdp("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        return base64.b64decode(shot["data"])
+
+    def click(self, css: str) -> None:
+        """Click the element ``css`` selects as a user would (WebDriver's element click,
+        which waits for a navigation it starts)."""
+        found = self._call("POST", self.session + "/element", {"using": "css selector", "value": css})
+        element = next(iter(found.values()))      # {"element-6066-...": id}
+        self._call("POST", f"{self.session}/element/{element}/click", {}, timeout=60)
 
     def quit(self) -> None:
         try:
