@@ -30,7 +30,8 @@ def test_no_timestamp_when_stderr_is_the_journal_stream(tmp_path):
     path = tmp_path / "stderr"
     path.touch()
     st = os.stat(path)
-    assert run_with_stderr_to(path, f"{st.st_dev}:{st.st_ino}") == "WARNING sensord: sensor unplugged"
+    # <4>: the syslog priority journald reads (and strips) so `journalctl -p warning` filters
+    assert run_with_stderr_to(path, f"{st.st_dev}:{st.st_ino}") == "<4>WARNING sensord: sensor unplugged"
 
 
 @pytest.mark.process

@@ -1,7 +1,9 @@
 """Logging: one format, the configured levels, and quiet libraries.
 
 Under journald (stderr is the stream ``$JOURNAL_STREAM`` names) the journal
-stamps each line itself, so the timestamp is left out. apscheduler logs two
+stamps each line itself, so the timestamp is left out, and each line starts
+with its syslog priority (``<4>`` for WARNING), which journald reads and
+strips, so ``journalctl -p warning`` filters by level. apscheduler logs two
 INFO lines per job run, every second for the outbox poll: it is held at
 WARNING unless ``log.loggers`` says otherwise. pynetdicom logs every PDU at
 INFO and an ERROR for each connection refused; sensord's own DICOM code logs
@@ -28,10 +30,23 @@ def under_journald() -> bool:
     return (st.st_dev, st.st_ino) == (device, inode)
 
 
+# syslog priorities (RFC 5424) of Python's levels
+_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+
+
+def _add_priority(record: logging.LogRecord) -> bool:
+    record.syslog_priority = _PRIORITY.get(record.levelno, 6 if record.levelno > logging.DEBUG else 7)
+    return True
+
+
 def configure(settings) -> None:
-    fmt = "%(levelname)s %(name)s: %(message)s" if under_journald() \
+    journal = under_journald()
+    fmt = "<%(syslog_priority)d>%(levelname)s %(name)s: %(message)s" if journal \
         else "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(format=fmt)
+    if journal:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_add_priority)
     apply_levels(settings)
 
 
