@@ -235,15 +235,19 @@ class Outbox:
             rows = self._conn.execute("SELECT state, COUNT(*) AS n FROM entries GROUP BY state").fetchall()
         return {row["state"]: row["n"] for row in rows}
 
-    def depth(self) -> builtins.list[tuple[str, str, int, float]]:
-        """(target, state, entries, oldest ``created``) of the entries not delivered, for
-        the metrics at every scrape. Delivered rows stay and only grow, so they are left
-        out: the (state, next_attempt) index keeps this a walk of the waiting ones."""
+    def _per_target_state(self, *, waiting_only: bool) -> builtins.list[sqlite3.Row]:
+        """Rows of (target, state, n, oldest ``created``); ``waiting_only`` leaves the
+        delivered rows out, which stay and only grow: the (state, next_attempt) index
+        then keeps it a walk of the waiting ones."""
+        where = " WHERE state IN ('pending', 'committing', 'dead')" if waiting_only else ""
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT target, state, COUNT(*) AS n, MIN(created) AS oldest FROM entries"
-                " WHERE state IN ('pending', 'committing', 'dead') GROUP BY target, state").fetchall()
-        return [(row["target"], row["state"], row["n"], row["oldest"]) for row in rows]
+            return self._conn.execute("SELECT target, state, COUNT(*) AS n, MIN(created) AS oldest FROM entries"
+                                      + where + " GROUP BY target, state").fetchall()
+
+    def depth(self) -> builtins.list[tuple[str, str, int, float]]:
+        """(target, state, entries, oldest ``created``) of the entries not delivered: the metrics, every scrape."""
+        return [(row["target"], row["state"], row["n"], row["oldest"])
+                for row in self._per_target_state(waiting_only=True)]
 
     def overdue(self, due_before: float) -> set[str]:
         """Targets with an entry due since before ``due_before`` that no delivery holds
@@ -270,10 +274,8 @@ class Outbox:
         waits) and ``lastError`` (the latest error any of its entries recorded, with
         its ``updated`` time and entry id; None when none did)."""
         out: dict[str, dict] = {}
+        rows = self._per_target_state(waiting_only=False)
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT target, state, COUNT(*) AS n, MIN(created) AS oldest FROM entries"
-                " GROUP BY target, state").fetchall()
             # One row per target: the entry whose error is the latest (SQLite takes the
             # other columns from the row that gives MAX()).
             errors = self._conn.execute(
