@@ -110,7 +110,8 @@ class Sensord:
         self.worklist = Worklist(settings.worklist, settings.dicom)
         self.worklist_bindings = Bindings(self.worklist)
         self.forwarding = Forwarding(self.outbox, self.forwarder, forward.rules,
-                                     context_hook=self.worklist_bindings.context_for)
+                                     context_hook=self.worklist_bindings.context_for,
+                                     performed_steps=bool(settings.mpps.host))
         self.sessions.session_changed.connect(self.worklist_bindings.on_session_changed)
         self.worklist.changed.connect(self.worklist_bindings.on_worklist_changed)
         # Bindings first: an image taken bound fixes its session's binding before it is queued.

@@ -27,6 +27,9 @@ pytestmark = pytest.mark.process
 COMMIT_WAIT = 40        # Orthanc commits in a job of its own; its report comes within this
 
 
+SOP_MPPS = "1.2.840.10008.3.1.2.3.3"
+
+
 def test_from_worklist_to_committed_archive(serve, archive):  # noqa: F811
     step = write_item(archive.worklists, accession="ACC-900", step_id="SPS-900", patient_id="PAT-900",
                       patient_name="Doe^Jane", procedure_id="RP-900", procedure="Periapical 36",
@@ -77,6 +80,10 @@ def test_from_worklist_to_committed_archive(serve, archive):  # noqa: F811
         assert create.dataset.PerformedProcedureStepStatus == "IN PROGRESS"
         [scheduled] = create.dataset.ScheduledStepAttributesSequence
         assert (scheduled.ScheduledProcedureStepID, scheduled.AccessionNumber) == ("SPS-900", "ACC-900")
+        # ... and the archived instance names that very step.
+        [performed] = held.ReferencedPerformedProcedureStepSequence
+        assert (performed.ReferencedSOPClassUID, performed.ReferencedSOPInstanceUID) == (SOP_MPPS, create.uid)
+        assert held.PerformedProcedureStepID == create.dataset.PerformedProcedureStepID
         assert srv.http.delete(srv.url(f"{API}/acquisition/{sid}")).status_code in (200, 204)
         assert ris.wait_for(2)
         [done] = ris.of("set")

@@ -87,6 +87,9 @@ def test_create_on_the_first_image_completed_on_delete_with_what_the_archive_got
     assert {(s.PatientID, str(s.PatientName)) for s in stored} == {(ds.PatientID, str(ds.PatientName))}
     assert ds.PerformedStationAETitle == "SENSORD" and ds.Modality == "IO"
     assert {s.StudyID for s in stored} == {ds.StudyID}
+    # Every image of the step (raw and unmap) names it, with the ID the N-CREATE gave it.
+    assert {(s.ReferencedPerformedProcedureStepSequence[0].ReferencedSOPInstanceUID, s.PerformedProcedureStepID)
+            for s in stored} == {(create.uid, ds.PerformedProcedureStepID)}
 
     n_set = scp.requests[1]
     assert n_set.kind == "set" and n_set.uid == create.uid and n_set.status == 0

@@ -50,7 +50,7 @@ from pydicom.valuerep import validate_value
 
 from .platforms import dicom
 
-SOP_CLASS = "1.2.840.10008.3.1.2.3.3"       # Modality Performed Procedure Step
+SOP_CLASS = dicom.MPPS_SOP_CLASS             # Modality Performed Procedure Step
 IN_PROGRESS, COMPLETED, DISCONTINUED = "IN PROGRESS", "COMPLETED", "DISCONTINUED"
 MODALITY = "IO"                             # what our images are (platforms/dicom.py)
 DEFAULT_PROTOCOL = "Intraoral radiography"  # Protocol Name needs a value; when the step names none
@@ -179,7 +179,7 @@ def build_set(*, step_uid: str, instances: Iterable[Instance], ended: datetime, 
 
 def step_id(step_uid: str) -> str:
     """Performed Procedure Step ID (SH, 16): stable, from the step's UID."""
-    return uuid.uuid5(dicom.NAMESPACE, f"pps-id\0{step_uid}").hex[:16].upper()
+    return dicom.performed_step_id(step_uid)      # the images of the step carry the same
 
 
 def study_id(study_uid: str) -> str:

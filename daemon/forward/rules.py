@@ -7,6 +7,9 @@ read patientId, studyDate, laterality, tooth... from it. A session image's
 context then goes through ``context_hook(session_id, context)`` when one is
 set (service.py sets the worklist binding's: a bound session's images carry
 the scheduled step's patient and study), before the outbox records it.
+With ``performed_steps`` (MPPS configured) a bound context then also gets
+``performedProcedureStepUid``, the step mpps.py reports for the session, so
+the images can name it; a client never sets that key itself.
 """
 from __future__ import annotations
 
@@ -15,20 +18,22 @@ from collections.abc import Callable
 
 from sensord.daemon.signals import Signal
 
-from . import filter_spec
+from . import filter_spec, mpps_messages
 from .delivery import Forwarder
 from .events import ImageQueued
 from .outbox import Outbox
 
 log = logging.getLogger("sensord.forward")
+PERFORMED_STEP = "performedProcedureStepUid"
 
 
 class Forwarding:
     def __init__(self, outbox: Outbox, forwarder: Forwarder, rules: list[dict], *,
-                 context_hook: Callable[[str, dict], dict] | None = None):
+                 context_hook: Callable[[str, dict], dict] | None = None, performed_steps: bool = False):
         self.outbox = outbox
         self.forwarder = forwarder
         self.context_hook = context_hook
+        self.performed_steps = performed_steps
         # After on_acquired queued an image (also when no rule applies).
         self.image_queued: Signal[ImageQueued] = Signal("image queued")
         self.set_rules(rules)
@@ -42,13 +47,15 @@ class Forwarding:
     def session_context(self, session_id: str, context: dict) -> dict:
         """The context recorded for an image of a session: ``context`` through the hook, if any.
         A failing hook leaves the context as it was: forwarding an image never waits on it."""
-        if self.context_hook is None:
-            return context
-        try:
-            return self.context_hook(session_id, context)
-        except Exception:
-            log.exception("session %s: the context hook failed; the context goes unchanged", session_id)
-            return context
+        context = {k: v for k, v in context.items() if k != PERFORMED_STEP}   # ours alone to set
+        if self.context_hook is not None:
+            try:
+                context = self.context_hook(session_id, context)
+            except Exception:
+                log.exception("session %s: the context hook failed; the context goes unchanged", session_id)
+        if self.performed_steps and mpps_messages.is_bound(context):
+            context = {**context, PERFORMED_STEP: mpps_messages.mpps_uid(session_id)}
+        return context
 
     def queue(self, pairs, *, image_id, image_info, context, png_path) -> list[int]:
         ids = self.outbox.add(pairs, image_id=image_id, image_info=image_info, context=context,

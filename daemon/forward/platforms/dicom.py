@@ -109,6 +109,7 @@ from sensord.daemon.dsio.imageinfo import lut_from_info
 SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.3"      # Digital Intra-Oral X-Ray Image Storage - For Presentation
 NAMESPACE = uuid.UUID("9a5cabb1-f489-4c8e-a195-e3b30783b871")   # sensord's, for uuid5 UIDs
 SOFTWARE = "sensord 0.1"
+MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"     # Modality Performed Procedure Step
 
 # ISO 3950: quadrant -> (jaw, patient side, deciduous); position -> tooth words.
 _QUADRANTS = {1: ("maxillary", "right", False), 2: ("maxillary", "left", False),
@@ -190,7 +191,8 @@ def build_dataset(pixels: np.ndarray, image_info: dict, context: dict, *, image_
         studyDescription, accessionNumber, referringPhysician, laterality,
         tooth, studyInstanceUid, patientOrientation, requestedProcedureId,
         requestedProcedureDescription, scheduledProcedureStepId,
-        scheduledProcedureStepDescription; all optional.
+        scheduledProcedureStepDescription, performedProcedureStepUid; all
+        optional.
     image_id : str
         Stable id of this image (a UUID): the SOP Instance UID derives from it.
     tz : tzinfo, optional
@@ -215,6 +217,7 @@ def build_dataset(pixels: np.ndarray, image_info: dict, context: dict, *, image_
     _set_patient_and_study(ds, context, image_id=image_id, created=created)
     _set_series_and_equipment(ds, image_info, institution=institution, station=station)
     _set_request(ds, context)
+    _set_performed_step(ds, context)
     _set_image(ds, image_info, context, image_id=image_id, created=created)
     _set_display(ds, pixels, lut)
     _set_pixels(ds, pixels, image_info, mapped=lut is not None)
@@ -298,6 +301,25 @@ def _set_request(ds: Dataset, context: dict) -> None:
             setattr(item, keyword, _text(context[key]))
     if len(item):
         ds.RequestAttributesSequence = Sequence([item])
+
+
+def performed_step_id(step_uid: str) -> str:
+    """Performed Procedure Step ID (SH, 16) of a step: stable, from its UID (the N-CREATE sends it too)."""
+    return uuid.uuid5(NAMESPACE, f"pps-id\0{step_uid}").hex[:16].upper()
+
+
+def _set_performed_step(ds: Dataset, context: dict) -> None:
+    """General Series: the MPPS step the series was made in (forward/rules.py names it for a
+    bound session when MPPS is on). Its start is left out: the step starts with its first image,
+    which a later image's context does not know, and a guess would contradict the N-CREATE."""
+    step_uid = _text(context.get("performedProcedureStepUid"))
+    if not step_uid:
+        return
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = MPPS_SOP_CLASS
+    ref.ReferencedSOPInstanceUID = step_uid
+    ds.ReferencedPerformedProcedureStepSequence = Sequence([ref])
+    ds.PerformedProcedureStepID = performed_step_id(step_uid)
 
 
 def _set_image(ds: Dataset, image_info: dict, context: dict, *, image_id: str, created: datetime) -> None:

@@ -50,7 +50,8 @@ REMOVE = ("OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames", "Pa
           "ReferringPhysicianAddress", "ReferringPhysicianTelephoneNumbers", "StudyDescription",
           "SeriesDescription", "ImageComments", "DerivationDescription", "RequestAttributesSequence",
           "ReferencedPatientSequence", "ReferencedStudySequence", "PerformedProcedureStepDescription",
-          "PerformedProcedureStepID", "AdmittingDiagnosesDescription")
+          "PerformedProcedureStepID", "AdmittingDiagnosesDescription",
+          "ReferencedPerformedProcedureStepSequence")     # X/Z/D: X, as for the Request Attributes
 # (Patient's Age, Size and Weight, X in the basic profile, are kept by the Patient Characteristics Option.)
 # Dates and times that stay, emptied, when dates are removed (Type 1/2 in the DX IOD: a dummy-free Z).
 KEEP_EMPTY_TEMPORAL = {"ContentDate", "ContentTime", "PatientBirthDate"}
