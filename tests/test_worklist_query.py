@@ -72,6 +72,15 @@ def test_a_worklist_that_is_down_is_an_error_and_the_list_is_kept(archive, caplo
 
 
 def test_a_called_ae_title_the_worklist_refuses_is_an_error(archive):  # noqa: F811
-    with pytest.raises(DimseError, match="rejected the association"):
-        query(Peer("127.0.0.1", archive.dicom_port, "NOT-ORTHANC"), ae_title="SENSORD", modality="IO",
-              timeout=5)
+    # Orthanc closes the socket right after its A-ASSOCIATE-RJ; on a loaded machine
+    # pynetdicom now and then sees the close first and reports an abort (still an
+    # error, retried later). The rejection itself must be read on one of three tries.
+    messages = []
+    for _ in range(3):
+        with pytest.raises(DimseError) as failure:
+            query(Peer("127.0.0.1", archive.dicom_port, "NOT-ORTHANC"), ae_title="SENSORD", modality="IO",
+                  timeout=5)
+        messages.append(str(failure.value))
+        if "rejected the association" in messages[-1]:
+            break
+    assert "rejected the association" in messages[-1], messages

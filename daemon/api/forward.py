@@ -1,4 +1,5 @@
-"""Forwarding endpoints: queue an image for a target, and the outbox for operators."""
+"""Forwarding endpoints: queue an image for a target, and the outbox (image entries and
+MPPS messages) for operators."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -118,3 +119,39 @@ def drop(entry_id: int):
     if not services.outbox.drop(entry_id):
         raise ApiError(409, f"entry {entry_id} is being delivered right now")
     return Response(status=204)
+
+
+def _mpps_service():
+    mpps = _services().mpps
+    if mpps is None:
+        raise ApiError(404, "MPPS is not configured ([mpps] host is empty)")
+    return mpps
+
+
+@bp.post("/outbox/mpps/<row_id:message_id>/retry")
+def retry_mpps(message_id: int):
+    """A dead or waiting MPPS message: pending again, due now, with a fresh attempt count."""
+    outcome, message = _mpps_service().retry(message_id)
+    if outcome == "unknown":
+        raise ApiError(404, f"no MPPS message {message_id}")
+    if outcome == "delivered":
+        raise ApiError(409, f"MPPS message {message_id} was delivered already")
+    if outcome == "held":
+        raise ApiError(409, f"MPPS message {message_id} is held behind its session's dead N-CREATE: retry that one")
+    return jsonify(message)
+
+
+@bp.delete("/outbox/mpps/<row_id:message_id>")
+def drop_mpps(message_id: int):
+    """Drop a dead MPPS message; a dead N-CREATE takes its session's held N-SET with it."""
+    outcome, dropped = _mpps_service().drop(message_id)
+    if outcome == "unknown":
+        raise ApiError(404, f"no MPPS message {message_id}")
+    if outcome != "dropped":
+        raise ApiError(409, f"MPPS message {message_id} is not dead: only a dead message may be dropped")
+    also = [m["id"] for m in dropped if m["id"] != message_id]
+    note = f"dropped MPPS message {message_id}"
+    if also:
+        note += (f" and its session's N-SET {', '.join(map(str, also))}: a step never created"
+                 " takes no N-SET, and none will be sent for it")
+    return jsonify({"dropped": dropped, "message": note})

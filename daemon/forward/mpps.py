@@ -19,7 +19,9 @@ at its last image, and logged.
 
 The messages and the instances live in the MPPS queue (mpps_queue.py,
 durable before anything goes on); mpps_messages.py builds the datasets and
-mpps_sender.py sends them, in order per session. Nothing of this runs
+mpps_sender.py sends them, in order per session. Operators retry a dead
+or waiting message, or drop a dead one (a dead N-CREATE with its held N-SET,
+closing the step). Nothing of this runs
 without ``[mpps] host``: service.py then builds no Mpps at all.
 """
 from __future__ import annotations
@@ -167,3 +169,20 @@ class Mpps:
 
     def messages(self, *, states: tuple[str, ...] = (), limit: int = 200) -> list[dict]:
         return [m.to_json() for m in self.queue.messages(states=states, limit=limit)]
+
+    def retry(self, message_id: int) -> tuple[str, dict | None]:
+        """(outcome, the message) of an operator's retry (MppsQueue.retry's outcomes)."""
+        outcome = self.queue.retry(message_id)
+        message = self.queue.get(message_id)
+        if outcome == "retried" and message is not None:
+            log.info("MPPS: N-%s of session %s retried by an operator", message.kind.upper(), message.session)
+        return outcome, None if message is None else message.to_json()
+
+    def drop(self, message_id: int) -> tuple[str, list[dict]]:
+        """(outcome, the messages dropped) of an operator's drop (MppsQueue.drop's outcomes)."""
+        outcome, dropped = self.queue.drop(message_id)
+        for m in dropped:
+            why = "" if m.id == message_id else f", with its dead N-CREATE {message_id} (its step was never created)"
+            log.warning("MPPS: N-%s %d (%s) of session %s dropped by an operator%s; never to be sent",
+                        m.kind.upper(), m.id, m.pps_status, m.session, why)
+        return outcome, [m.to_json() for m in dropped]

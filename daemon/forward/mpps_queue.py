@@ -279,6 +279,39 @@ class MppsQueue:
     def dead(self, message_id: int, error: str, status: int | None = None) -> None:
         self._update(message_id, "state = 'dead', last_error = ?, dimse_status = ?", (error, status))
 
+    # -- operators --------------------------------------------------------
+    def retry(self, message_id: int) -> str:
+        """A dead or waiting message goes back to pending, due now, with a fresh
+        count. Returns "retried", or why not: "unknown", "delivered", "held"
+        (a set behind its dead create: the create is what to retry)."""
+        now = self.clock()
+        with self._lock:
+            row = self._conn.execute(f"SELECT state, {_HELD} AS held FROM messages WHERE id = ?",
+                                     (message_id,)).fetchone()
+            if row is None or row["state"] == "delivered" or row["held"]:
+                return "unknown" if row is None else "delivered" if row["state"] == "delivered" else "held"
+            self._conn.execute("UPDATE messages SET state = 'pending', attempts = 0, next_attempt = ?, updated = ?"
+                               " WHERE id = ?", (now, now, message_id))
+        return "retried"
+
+    def drop(self, message_id: int) -> tuple[str, list[Message]]:
+        """Forget a dead message; durable on return. A dead create takes its
+        session's undelivered set with it and closes the step (a set for a step
+        never created means nothing, so none is queued later either). Returns
+        ("dropped", the messages dropped) or ("unknown" | "not dead", [])."""
+        with self._durable() as conn:
+            row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None or row["state"] != "dead":
+                return ("unknown" if row is None else "not dead"), []
+            dropped = [self._message(row)]
+            if row["kind"] == "create":
+                dropped += [self._message(r) for r in conn.execute(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session = ? AND kind = 'set'"
+                    " AND state != 'delivered'", (row["session"],)).fetchall()]
+                conn.execute("UPDATE steps SET closed = 1 WHERE session = ?", (row["session"],))
+            conn.executemany("DELETE FROM messages WHERE id = ?", [(m.id,) for m in dropped])
+        return "dropped", dropped
+
     def _update(self, message_id: int, assignments: str, args: tuple = ()) -> None:
         with self._lock:
             self._conn.execute(f"UPDATE messages SET {assignments}, updated = ? WHERE id = ?",

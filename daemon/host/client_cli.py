@@ -2,7 +2,7 @@
 
     sensord expose|plug|unplug|plug-sensor|unplug-sensor|battery DEVICE
     sensord fault|clear-fault|recalibrate|busy-next-arm|restart DEVICE
-    sensord outbox [list [--state S] | retry ID | drop ID]
+    sensord outbox [list [--state S] | retry ID | drop ID | retry-mpps ID | drop-mpps ID]
     sensord devices | status
 
 They log in as an operator (daemon/api/roles.py): sensord's own API and the
@@ -106,9 +106,12 @@ def add_parsers(sub) -> None:
     _common(p)
     p.set_defaults(func=_guarded(status))
     p = sub.add_parser("outbox", help="list, retry or drop forwarding entries of the running daemon",
-                       description="The running daemon's outbox: list entries, retry a dead one, drop one.")
-    p.add_argument("verb", nargs="?", default="list", choices=("list", "retry", "drop"))
-    p.add_argument("entry", nargs="?", type=int, help="entry id (retry, drop)")
+                       description="The running daemon's outbox: list entries, retry a dead one, drop one; "
+                                   "retry-mpps / drop-mpps do the same to an MPPS message (only a dead one "
+                                   "is dropped; a dead N-CREATE takes its held N-SET with it).")
+    p.add_argument("verb", nargs="?", default="list",
+                   choices=("list", "retry", "drop", "retry-mpps", "drop-mpps"))
+    p.add_argument("entry", nargs="?", type=int, help="entry or MPPS message id (retry, drop, *-mpps)")
     p.add_argument("--state", choices=("pending", "committing", "delivered", "dead"))
     _common(p)
     p.set_defaults(func=_guarded(outbox))
@@ -224,6 +227,8 @@ def outbox(args) -> int:
     path = SENSORD + "/outbox"
     if args.verb == "list":
         response = daemon.request("GET", path, params={"state": args.state} if args.state else None)
+    elif args.verb.endswith("-mpps"):
+        return _mpps_verb(daemon, args.verb, args.entry)
     elif args.verb == "retry":
         response = daemon.request("POST", f"{path}/{args.entry}/retry")
     else:
@@ -244,6 +249,21 @@ def outbox(args) -> int:
             print(f"{e['id']:>6}  {e['state']:<9} {e['target']:<12} {e['filter']:<20} "
                   f"attempts {e['attempts']:<3} {e['imageId']}{error}")
         print("\n".join(_mpps_lines(body.get("mpps") or {})))
+    return 0
+
+
+def _mpps_verb(daemon: DaemonClient, verb: str, message_id: int) -> int:
+    path = f"{SENSORD}/outbox/mpps/{message_id}"
+    if verb == "retry-mpps":
+        response = daemon.request("POST", path + "/retry")
+    else:
+        response = daemon.request("DELETE", path)
+    if not response.ok:
+        return _failed(f"outbox {verb}", response)
+    if verb == "retry-mpps":
+        print(f"MPPS message {message_id} is pending again")
+    else:
+        print(daemon.json(response)["message"])
     return 0
 
 
