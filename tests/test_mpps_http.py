@@ -17,47 +17,16 @@ from sensord.daemon.forward import mpps_messages as messages
 from sensord.daemon.host import cli
 from tests.support.fake_dicomweb import FakeStow
 from tests.support.loopback import serving, wait_until
-from tests.support.modality import API, ADMIN, create_session, expose, subscribe_status
+from tests.support.modality import API, ADMIN, create_session
+from tests.support.mpps_daemon import ITEM, SIM, acquire, mpps_of, prepare
 from tests.support.mpps_scp import MppsScp
 from tests.support.server import PASSWORD, USER
-
-ITEM = {"patientId": "P-1", "patientName": "Doe^Jane", "birthDate": "1980-02-03", "sex": "F",
-        "studyInstanceUid": "1.2.826.0.1.3680043.8.498.4242", "accessionNumber": "ACC-7",
-        "requestedProcedureId": "RP-7", "requestedProcedureDescription": "Bitewings",
-        "scheduledProcedureStepId": "SPS-7", "scheduledProcedureStepDescription": "Bitewing pair",
-        "referringPhysician": "Who^Doctor"}
-SIM = "sim://?models=select0&time_scale=0.01&seed=5"
-
-
-def bind(session_id: str, context: dict) -> dict:
-    """The worklist binding's hook, stood in for: ACC-7 is the one scheduled item."""
-    context = {k: v for k, v in context.items() if k != "worklistBound"}
-    if context.get("accessionNumber") == ITEM["accessionNumber"]:
-        return {**context, **ITEM, "worklistBound": True}
-    return context
-
-
-def prepare(daemon) -> None:
-    daemon.forwarding.context_hook = bind
-    daemon.mpps.sender.backoff_base, daemon.mpps.sender.backoff_max = 0.2, 0.5
 
 
 @pytest.fixture
 def scp():
     with MppsScp() as server:
         yield server
-
-
-def mpps_of(srv) -> dict:
-    return srv.http.get(srv.url(ADMIN + "/outbox")).json()["mpps"]
-
-
-def acquire(srv, sid: str, device: str, count: int) -> list[dict]:
-    stream = subscribe_status(srv, sid)
-    try:
-        return [expose(srv, sid, device, stream)[1] for _ in range(count)]
-    finally:
-        stream.close()
 
 
 def test_create_on_the_first_image_completed_on_delete_with_what_the_archive_got(serve, scp):

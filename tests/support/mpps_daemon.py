@@ -1,9 +1,6 @@
 """A running daemon set up for MPPS tests: the worklist binding stood in for
 (a session naming accession ACC-7 is bound to ITEM, exactly as a bound
-context looks), short backoff, and reading the MPPS part of the outbox.
-
-(tests/test_mpps_http.py keeps its own copy of these; it may import them from here.)
-"""
+context looks), short backoff, and reading the MPPS part of the outbox."""
 from __future__ import annotations
 
 from tests.support.modality import ADMIN, expose, subscribe_status
