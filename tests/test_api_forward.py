@@ -39,8 +39,9 @@ def test_acquired_images_are_forwarded_with_their_context(serve, datamint):
     assert context["studyDate"] < "2026-11-23"   # shifted back, per patient (forward.deidentify)
     assert raw["metadata"]["pixelHash"] == info["pixelHash"]
     assert raw["bytes"] == srv.http.get(info["imageUrl"]).content
+    # Datamint holds the bytes before the daemon has recorded its answer.
+    assert wait_until(lambda: srv.http.get(srv.url(ADMIN + "/outbox")).json()["counts"] == {"delivered": 2})
     box = srv.http.get(srv.url(ADMIN + "/outbox")).json()
-    assert box["counts"] == {"delivered": 2}
     assert {e["filter"] for e in box["entries"]} == {"raw", "select:edgePro"}
 
 

@@ -27,6 +27,9 @@ def test_one_line_per_event_that_matters(serve, datamint, caplog):
     sid = create_session(srv, dev)["sessionId"]
     _, info = expose(srv, sid, dev, subscribe_status(srv, sid))
     assert wait_until(lambda: len(fake.resources) == 1)
+    # Datamint holds the bytes before the daemon has its answer: wait for the daemon's own line.
+    assert wait_until(lambda: any(r.getMessage().startswith(f"delivered {info['id']} to dm")
+                                  for r in caplog.records))
     assert srv.http.delete(srv.url(f"/api/dsio/modality/v1/acquisition/{sid}")).status_code in (200, 204)
 
     lines = [r.getMessage() for r in caplog.records[first:]]
