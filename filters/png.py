@@ -249,6 +249,9 @@ def raw_size(header: PngHeader) -> int:
     return total
 
 
+_EMPTY_IEND = b"\0\0\0\0IEND\xaeB`\x82"
+
+
 def _walk_chunks(view: memoryview) -> tuple[int, int]:
     """Check every chunk after the IHDR; return the offset of the first IDAT and how many follow.
 
@@ -284,6 +287,11 @@ def _walk_chunks(view: memoryview) -> tuple[int, int]:
             count += 1
         elif kind == b"IEND":
             pos += 12 + length
+            # Orthanc 1.10 ends its PNGs with a second, empty IEND; libpng stops
+            # at the first. Repeats of that exact chunk are harmless, so they are
+            # passed over; any other byte after IEND is still refused.
+            while view[pos:pos + 12] == _EMPTY_IEND:
+                pos += 12
             break
         elif kind in _ANIMATION:
             raise PngFormatError("PNG must be a single 16-bit grayscale image, not an animation (APNG)")

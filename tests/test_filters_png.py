@@ -325,6 +325,21 @@ def test_trailing_and_interleaved_garbage_is_refused(no_opencv, where):
         decode_gray16(data, **BOUND)
 
 
+def test_repeated_empty_iend_chunks_are_passed_over(no_opencv):
+    # Orthanc 1.10's /image-uint16 PNGs end with two IEND chunks; libpng reads them.
+    image = np.arange(16 * 16, dtype=np.uint16).reshape(16, 16) * 97
+    data = _file(16, 16, _chunk(b"IDAT", zlib.compress(_raw_rows(image)))) + _chunk(b"IEND", b"") * 2
+    assert np.array_equal(decode_gray16(data, **BOUND), image)
+
+
+@pytest.mark.parametrize("tail", [_chunk(b"IEND", b"") + b"<html>", _chunk(b"IEND", b"x"),
+                                  _chunk(b"IEND", b"", crc=1), _chunk(b"tEXt", b"k\0v")])
+def test_only_exact_empty_iend_repeats_may_follow_iend(no_opencv, tail):
+    stream = zlib.compress(_raw_rows(np.zeros((16, 16), np.uint16)))
+    with pytest.raises(CorruptPngError, match="follow its IEND"):
+        decode_gray16(_file(16, 16, _chunk(b"IDAT", stream)) + tail, **BOUND)
+
+
 def test_many_tiny_chunks_are_refused_quickly(no_opencv):
     import time
 
