@@ -7,7 +7,8 @@ import pytest
 
 from sensord.daemon.forward.platforms import dimse as dimse_platform
 from sensord.daemon.forward.delivery import Forwarder, Target
-from sensord.daemon.forward.outbox import Outbox, Settlement
+from sensord.daemon.forward.outbox import Outbox
+from sensord.daemon.forward.outbox_commitment import Settlement
 from sensord.daemon.forward.platforms import open_adapter
 from tests.support.delivery import make_delivery
 from tests.support.loopback import wait_until

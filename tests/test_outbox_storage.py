@@ -10,7 +10,8 @@ import sqlite3
 import pytest
 
 from sensord.daemon import durable
-from sensord.daemon.forward.outbox import Entry, Outbox
+from sensord.daemon.forward.outbox import Outbox
+from sensord.daemon.forward.outbox_table import Entry
 from tests.support import images
 
 INFO = {"lutInfo": None, "pixelHash": {"alg": "MD5", "hash": "0" * 32}}

@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from sensord.daemon.forward.platforms import dicom
+from sensord.daemon.forward.platforms import dicom, dicom_anatomy
 from sensord.filters.lut import Lut, lut_map
 from sensord.filters.pixel_hash import pixel_hash
 from tests.support import images
@@ -232,9 +232,9 @@ def test_teeth_are_coded_in_the_standard_context_groups(tmp_path, tooth, meaning
 
 
 def test_the_tooth_table_covers_both_dentitions_once():
-    assert len(dicom.TOOTH_CODES) == 32 + 20
-    assert len({code.value for code in dicom.TOOTH_CODES.values()}) == 52
-    assert all(q in "1234" for q, p in dicom.TOOTH_CODES if p in "678")
+    assert len(dicom_anatomy.TOOTH_CODES) == 32 + 20
+    assert len({code.value for code in dicom_anatomy.TOOTH_CODES.values()}) == 52
+    assert all(q in "1234" for q, p in dicom_anatomy.TOOTH_CODES if p in "678")
 
 
 def test_an_uncoded_tooth_is_kept_as_a_comment_only(tmp_path):

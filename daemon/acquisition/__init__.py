@@ -1,4 +1,5 @@
 """Acquisition: the devices of every driver and their hot-plug, sessions
-(who holds which device, the exposure state machine, the images each
-exposure leaves on disk), the exposure pipeline from a driver frame to a
-stored image, and the events the room announces (events.py)."""
+(who holds which device, the images each exposure leaves on disk), the
+exposure state machine and its arming rule (arming.py), one exposure from a
+driver frame to the announced image (exposure.py), the pixel pipeline it
+runs (pipeline.py), and the events the room announces (events.py)."""

@@ -33,7 +33,9 @@ from sensord.daemon.dimse import storage_commitment as sc
 from sensord.daemon.signals import Signal
 
 from .events import DeliveryEnded
-from .outbox import Entry, Outbox, Settlement
+from .outbox import Outbox
+from .outbox_commitment import Settlement
+from .outbox_table import Entry
 from .platforms.dimse_steps import STEPS, now_iso, receipt
 
 log = logging.getLogger("sensord.forward.commitment")

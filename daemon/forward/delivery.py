@@ -35,7 +35,8 @@ from sensord.filters.pixel_hash import pixel_hash
 from . import deidentify, filter_spec
 from .events import DeliveryEnded
 from .filter_spec import FilterSpec
-from .outbox import Entry, Outbox
+from .outbox import Outbox
+from .outbox_table import Entry
 from .platforms import open_adapter
 from .platforms.base import Adapter, AwaitingConfirmation, Delivery, PermanentError, RetryableError
 

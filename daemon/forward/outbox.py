@@ -13,107 +13,37 @@ waits, not leased, until ``next_attempt``; the confirmation settles it
 (``settle``: delivered, or pending again to be resent), and past its
 deadline it is leased again like a pending row (the adapter is told the
 wait expired).
+
+The table, its connection and ``Entry`` are in ``outbox_table.py``; the
+committing state's transitions (``await_confirmation``, ``settle``) in
+``outbox_commitment.py``, which ``Outbox`` inherits.
 """
 from __future__ import annotations
 
 import builtins
-import contextlib
 import dataclasses
 import json
 import logging
 import sqlite3
-import threading
-import time
-from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from collections.abc import Collection
 from pathlib import Path
 
 from sensord.daemon.durable import link_atomic, write_atomic
 
+from .outbox_commitment import CommitmentStates
+from .outbox_table import Entry
+
 log = logging.getLogger("sensord.outbox")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    target       TEXT NOT NULL,
-    image_id     TEXT NOT NULL,
-    filter       TEXT NOT NULL DEFAULT 'raw',
-    file         TEXT NOT NULL,
-    image_info   TEXT NOT NULL,
-    context      TEXT NOT NULL,
-    state        TEXT NOT NULL DEFAULT 'pending',
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    leased       INTEGER NOT NULL DEFAULT 0,
-    next_attempt REAL NOT NULL,
-    created      REAL NOT NULL,
-    updated      REAL NOT NULL,
-    last_error   TEXT,
-    receipt      TEXT,
-    progress     TEXT,
-    UNIQUE (target, image_id, filter)
-);
-CREATE INDEX IF NOT EXISTS due ON entries (state, next_attempt);
-"""
 
-
-@dataclass(frozen=True)
-class Entry:
-    id: int
-    target: str
-    image_id: str
-    filter: str
-    file: Path
-    image_info: dict
-    context: dict
-    state: str
-    attempts: int
-    next_attempt: float
-    created: float
-    updated: float
-    last_error: str | None
-    receipt: dict | None
-    progress: dict = dataclasses.field(default_factory=dict)
-                                      # each delivery step's recorded result (record_step)
-
-    def to_json(self) -> dict:
-        return {"id": self.id, "target": self.target, "imageId": self.image_id, "filter": self.filter,
-                "state": self.state, "attempts": self.attempts, "nextAttempt": self.next_attempt,
-                "created": self.created, "updated": self.updated, "lastError": self.last_error,
-                "receipt": self.receipt}
-
-
-@dataclass(frozen=True)
-class Settlement:
-    """What a confirmation does to one entry (see ``Outbox.settle``)."""
-    receipt: dict | None = None         # delivered, with this receipt
-    error: str | None = None            # else: pending, due now, with this as its last error
-    forget: tuple[str, ...] = ()        # ... and these recorded steps dropped (resent from scratch)
-
-
-class Outbox:
-    def __init__(self, root: Path, *, clock=time.time):
-        self.root = Path(root)
-        self.files = self.root / "files"
-        self.clock = clock
-        self._db: sqlite3.Connection | None = None
-        self._lock = threading.Lock()     # one connection, used from several threads
+class Outbox(CommitmentStates):
+    """``Outbox(root, clock=time.time)``: the rows under ``root`` (see OutboxTable), used
+    between start() and close()."""
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
         self.files.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.root / "outbox.db", check_same_thread=False, isolation_level=None)
-        db.row_factory = sqlite3.Row      # rows are read by column name, never by position
-        db.execute("PRAGMA journal_mode=WAL")
-        # Bookkeeping (leases, outcomes) commits without fsync: a process crash
-        # keeps it (WAL), a power cut may undo the last few, which only means a
-        # delivery is repeated, and deliveries are idempotent. add() commits
-        # with FULL: a queued image is acknowledged only once it is on disk.
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
-        # Databases made before step records: add the column (NULL: no step known).
-        if "progress" not in {row["name"] for row in db.execute("PRAGMA table_info(entries)")}:
-            db.execute("ALTER TABLE entries ADD COLUMN progress TEXT")
-        self._db = db
+        db = self._open()
         with self._lock:
             # Leases from a previous run are void: those deliveries were cut short.
             released = db.execute("UPDATE entries SET leased = 0, next_attempt = ? WHERE leased = 1",
@@ -127,19 +57,6 @@ class Outbox:
         log.info("outbox: %d pending, %d dead%s%s", counts.get("pending", 0), counts.get("dead", 0),
                  f", {released} cut short by the last stop" if released else "",
                  f", {asked} awaiting a confirmation asked for again" if asked else "")
-
-    @property
-    def _conn(self) -> sqlite3.Connection:
-        """The open connection; the outbox is used only between start() and close()."""
-        if self._db is None:
-            raise RuntimeError("the outbox is not open (start() not called, or closed)")
-        return self._db
-
-    def close(self) -> None:
-        if self._db is not None:
-            with self._lock:
-                self._db.close()
-            self._db = None
 
     def _remove_orphan_files(self) -> None:
         with self._lock:
@@ -164,22 +81,6 @@ class Outbox:
             raise TypeError("an outbox file needs png_path or png")
         write_atomic(dest, data)
 
-    @contextlib.contextmanager
-    def _durable_transaction(self) -> Iterator[None]:
-        """One transaction, on disk before it returns (synchronous=FULL for this
-        commit; the bookkeeping commits stay NORMAL, consistent at every commit)."""
-        with self._lock:
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            finally:
-                self._conn.execute("PRAGMA synchronous=NORMAL")
-
     def add(self, targets: list[tuple[str, str]], *, image_id: str, image_info: dict, context: dict,
             png_path: Path | None = None, png: bytes | None = None) -> list[int]:
         """Queue one image for (target, filter) pairs; returns the new entry ids.
@@ -203,18 +104,6 @@ class Outbox:
         return ids
 
     # -- reading ---------------------------------------------------------
-    def _entry(self, row: sqlite3.Row) -> Entry:
-        fields = {name: row[name] for name in row.keys()}
-        return Entry(**{**fields,
-                        "file": self.files / row["file"],
-                        "image_info": json.loads(row["image_info"]),
-                        "context": json.loads(row["context"]),
-                        "receipt": json.loads(row["receipt"]) if row["receipt"] else None,
-                        "progress": json.loads(row["progress"]) if row["progress"] else {}})
-
-    # Entry's fields are named as the table's columns: the SELECT follows the dataclass.
-    _COLUMNS = ", ".join(f.name for f in dataclasses.fields(Entry))
-
     def get(self, entry_id: int) -> Entry | None:
         with self._lock:
             row = self._conn.execute(f"SELECT {self._COLUMNS} FROM entries WHERE id = ?", (entry_id,)).fetchone()
@@ -320,51 +209,6 @@ class Outbox:
                 self._conn.execute("COMMIT")
         return [dataclasses.replace(e, attempts=e.attempts + 1) for e in entries]
 
-    def await_confirmation(self, entry_id: int, until: float) -> bool:
-        """A leased entry the platform has, whose confirmation is awaited until ``until``:
-        committing. False when it was settled meanwhile (the confirmation came first)."""
-        with self._lock:
-            return bool(self._conn.execute(
-                "UPDATE entries SET state = 'committing', leased = 0, next_attempt = ?, updated = ?"
-                " WHERE id = ? AND state = 'pending' AND leased = 1",
-                (until, self.clock(), entry_id)).rowcount)
-
-    def settle(self, step: str, key: str, value: str,
-               decide: Callable[[Entry], Settlement | None]) -> builtins.list[tuple[Entry, Settlement]]:
-        """Apply a confirmation to the entries whose recorded ``progress[step][key]`` is
-        ``value`` (pending, leased or not, or committing): ``decide`` says, per entry,
-        delivered (a receipt) or resend (pending, due now, the error kept, steps
-        forgotten), or None to leave it. Durable on return (synchronous=FULL), so the
-        confirmation may be acknowledged to its sender after it."""
-        if not (step.isidentifier() and key.isidentifier()):
-            raise ValueError(f"bad step path {step}.{key}")
-        now = self.clock()
-        done: builtins.list[tuple[Entry, Settlement]] = []
-        with self._durable_transaction():
-            rows = self._conn.execute(
-                f"SELECT {self._COLUMNS} FROM entries WHERE state IN ('pending', 'committing')"
-                f" AND json_extract(progress, '$.{step}.{key}') = ?", (value,)).fetchall()
-            for row in rows:
-                entry = self._entry(row)
-                settlement = decide(entry)
-                if settlement is None:
-                    continue
-                if settlement.receipt is not None:
-                    self._conn.execute(
-                        "UPDATE entries SET state = 'delivered', leased = 0, receipt = ?, next_attempt = ?,"
-                        " updated = ? WHERE id = ?", (json.dumps(settlement.receipt), now, now, entry.id))
-                else:
-                    progress = {k: v for k, v in entry.progress.items() if k not in settlement.forget}
-                    self._conn.execute(
-                        "UPDATE entries SET state = 'pending', leased = 0, last_error = ?, progress = ?,"
-                        " next_attempt = ?, updated = ? WHERE id = ?",
-                        (settlement.error, json.dumps(progress) if progress else None, now, now, entry.id))
-                done.append((entry, settlement))
-        for entry, settlement in done:
-            if settlement.receipt is not None:
-                self._drop_file_if_unused(entry.id)
-        return done
-
     def record_step(self, entry_id: int, step: str, value) -> None:
         """Keep one delivery step's result (JSON; None forgets the step) in the entry's progress.
 
@@ -399,16 +243,6 @@ class Outbox:
                 "UPDATE entries SET state = ?, leased = 0, last_error = COALESCE(?, last_error),"
                 " receipt = COALESCE(?, receipt), next_attempt = ?, updated = ? WHERE id = ?",
                 (state, error, receipt, next_attempt, self.clock(), entry_id))
-
-    def _drop_file_if_unused(self, entry_id: int) -> None:
-        with self._lock:
-            row = self._conn.execute("SELECT file FROM entries WHERE id = ?", (entry_id,)).fetchone()
-            if row is None:
-                return
-            busy = self._conn.execute("SELECT 1 FROM entries WHERE file = ? AND state != 'delivered' LIMIT 1",
-                                    (row["file"],)).fetchone()
-        if not busy:
-            (self.files / row["file"]).unlink(missing_ok=True)
 
     # -- operators -------------------------------------------------------
     def retry(self, entry_id: int) -> bool:
