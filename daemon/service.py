@@ -44,6 +44,8 @@ log = logging.getLogger("sensord")
 STUCK_SECONDS = 120.0
 # How often idle cached pixels are dropped and freed memory is given back (daemon/malloc.py).
 MEMORY_SECONDS = 10.0
+# How often finished MPPS steps past forward.keep_delivered_days are looked for.
+PRUNE_SECONDS = 3600.0
 
 
 class Sensord:
@@ -122,7 +124,7 @@ class Sensord:
         if settings.mpps.host:
             self.mpps = Mpps(state / "outbox", Peer(settings.mpps.host, settings.mpps.port, settings.mpps.called_ae),
                              ae_title=settings.dicom.ae_title, timeout=settings.dicom.timeout_seconds,
-                             targets=self.forwarder.targets)
+                             targets=self.forwarder.targets, keep_days=forward.keep_delivered_days)
             self.forwarding.image_queued.connect(self.mpps.on_image_queued)
             self.sessions.session_changed.connect(self.mpps.on_session_changed)
         self.status_feed = StatusFeed(functools.partial(status_snapshot, self, started=time.time()),
@@ -185,6 +187,7 @@ class Sensord:
         self.scheduler.every(self.settings.forward.poll_seconds, self.forwarder.tick, name="forward")
         if self.mpps is not None:
             self.scheduler.every(self.settings.forward.poll_seconds, self.mpps.tick, name="mpps")
+            self.scheduler.every(PRUNE_SECONDS, self.mpps.prune, name="mpps-prune")
         if self.worklist.configured:     # the first refresh already runs on the worklist's own thread
             self.scheduler.every(self.worklist.refresh_seconds, self.worklist.refresh, name="worklist")
         if self.settings.drivers.serial_ports:

@@ -55,8 +55,9 @@ class AuthSettings:
     # "operator" (also sensord's API, the status page, everyone's work) or
     # "metrics" (/metrics only); a user not listed is a client (daemon/api/roles.py)
     roles: dict = field(default_factory=dict)
-    # Failed logins for one user name before it is locked out, and for how
-    # long; each lockout after the first doubles, up to lockout_max_seconds.
+    # Wrong guesses for one user name from one client (an address; all of
+    # loopback is one) before that client waits, and for how long; each
+    # wait after the first doubles, up to lockout_max_seconds (api/lockout.py).
     max_failures: int = 5
     lockout_seconds: int = 30
     lockout_max_seconds: int = 900
@@ -116,6 +117,9 @@ class ForwardSettings:
     # | "select:MODE" | "supreme:TASK:SHARPNESS" | "ae:TASK:SHARPNESS".
     rules: list = field(default_factory=list)
     poll_seconds: int = 1
+    # Days finished work stays for operators to look at: an MPPS step whose
+    # N-SET was delivered or dropped, with its messages and instances.
+    keep_delivered_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,7 @@ _BOUNDS = {
     ("images", "pixel_budget_wait_seconds"): (0.0, 60.0),
     ("drivers", "poll_seconds"): (1, 3600),
     ("forward", "poll_seconds"): (1, 3600),
+    ("forward", "keep_delivered_days"): (1, 3650),
     ("acquisition", "gamma"): (0.1, 10.0),
     ("acquisition", "preview_max"): (16, 4096),
     ("acquisition", "min_free_mb"): (0, 10**7),

@@ -8,9 +8,10 @@ against it in constant time. The key is random per process, so the cache
 is worthless outside it; failed attempts always pay the full scrypt cost.
 
 That cost is also a lever for a guesser, so uncached checks pass a gate
-of bounded concurrency (hash_gate.py), and a user name with too many
-failures is locked out for a while (lockout.py) before any hash is paid.
-Who may do what once in is roles.py's business.
+of bounded concurrency (hash_gate.py), and a client with too many wrong
+guesses for a user name waits a while (lockout.py) before any hash is
+paid: the threat and the choice are lockout.py's docstring. Who may do what once in is roles.py's
+business.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from sensord.daemon.errors import ServiceError
 from . import roles as roles_mod
 from .errors import ApiError
 from .hash_gate import ChecksBusy, HashGate
-from .lockout import Lockout, retry_after_header
+from .lockout import Lockout, client_of, retry_after_header
 
 log = logging.getLogger("sensord.auth")
 
@@ -81,10 +82,16 @@ class Authenticator:
         if user is None or password is None:
             return False
         digest = self._digest(user, password)
+        return self._remembered(user, digest) or self._verify(user, password, digest)
+
+    def _remembered(self, user: str, digest: bytes) -> bool:
+        """These credentials verified already in this process (and no reload came since)."""
         with self._lock:
             known = self._verified.get(user)
-        if known is not None and hmac.compare_digest(known, digest):
-            return True
+        return known is not None and hmac.compare_digest(known, digest)
+
+    def _verify(self, user: str, password: str, digest: bytes) -> bool:
+        """The full check against the hash, through the gate; remembered when right."""
         users = self.users
         hashed = users.get(user)
         # Unknown users still pay for a hash so timing does not reveal names.
@@ -106,6 +113,7 @@ class Authenticator:
             if roles is not None:
                 self.roles = dict(roles)
             self._verified.clear()
+        self.lockout.forget_credentials()
 
     def refusal(self, authorization: str | None, *, remote: str | None = None) -> ServiceError | None:
         """Why a request with this Authorization header may not go on, or None if it may.
@@ -118,25 +126,34 @@ class Authenticator:
         basic = auth if auth is not None and auth.type == "basic" else None
         name = basic.username if basic is not None else None
         if basic is not None and name is not None:
-            # Locked names are refused before any hash: the right password too.
-            wait = self.lockout.retry_after(name)
+            password = basic.password or ""
+            digest = self._digest(name, password)
+            client = client_of(remote)
+            # A client that guessed too often is refused before any hash, the right
+            # password too: letting it in would tell a guesser which guess was right.
+            wait = self.lockout.retry_after(name, client)
             if wait > 0:
-                log.debug("refused locked user %s from %s", loggable_name(name), remote)
-                return ApiError(429, f"too many failed logins for this user; try again in "
+                log.debug("refused user %s from %s: waiting after failed logins", loggable_name(name), remote)
+                return ApiError(429, f"too many failed logins for this user from here; try again in "
                                      f"{retry_after_header(wait)} s",
                                 headers={"Retry-After": retry_after_header(wait)})
-            try:
-                ok = self.check(name, basic.password)
-            except ChecksBusy as busy:          # the hash gate is full (503): not a failure
-                return busy
-            if ok:
-                self.lockout.succeeded(name)
+            if self._remembered(name, digest):
                 return None
-            locked = self.lockout.failed(name)
-            log.warning("rejected credentials for user %s from %s", loggable_name(name), remote)
-            if locked:
-                log.warning("user %s locked out for %.0f s: too many failed logins",
-                            loggable_name(name), locked)
+            if self.lockout.repeated(name, client, digest):     # failed before: no hash, no news
+                log.debug("rejected credentials for user %s from %s again", loggable_name(name), remote)
+            else:
+                try:
+                    ok = self._verify(name, password, digest)
+                except ChecksBusy as busy:      # the hash gate is full (503): not a failure
+                    return busy
+                if ok:
+                    self.lockout.succeeded(name, client)
+                    return None
+                waits = self.lockout.failed(name, client, digest)
+                log.warning("rejected credentials for user %s from %s", loggable_name(name), remote)
+                if waits:
+                    log.warning("user %s from %s waits %.0f s before another try: too many failed logins",
+                                loggable_name(name), remote, waits)
         elif auth is not None:
             log.warning("rejected credentials that are not HTTP Basic from %s", remote)
         return ApiError(401, "authentication required (HTTP Basic)",

@@ -21,7 +21,9 @@ The messages and the instances live in the MPPS queue (mpps_queue.py,
 durable before anything goes on); mpps_messages.py builds the datasets and
 mpps_sender.py sends them, in order per session. Operators retry a dead
 or waiting message, or drop a dead one (a dead N-CREATE with its held N-SET,
-closing the step). Nothing of this runs
+closing the step). A finished session (N-SET delivered, or dropped) is
+forgotten ``forward.keep_delivered_days`` after its last activity, with its
+recorded instances (``prune``, from the scheduler). Nothing of this runs
 without ``[mpps] host``: service.py then builds no Mpps at all.
 """
 from __future__ import annotations
@@ -92,10 +94,12 @@ def _local(raw, fallback: float) -> datetime:
 
 class Mpps:
     def __init__(self, root: Path, peer: Peer, *, ae_title: str, timeout: float, targets: Mapping,
-                 clock=time.time):
+                 keep_days: float = 30, clock=time.time):
         """``root``: the outbox folder (the queue is ``mpps.db`` there);
-        ``targets``: the forwarder's targets, name -> Target."""
+        ``targets``: the forwarder's targets, name -> Target; ``keep_days``:
+        how long a finished session stays after its last activity (``prune``)."""
         self.queue = MppsQueue(Path(root) / "mpps.db", clock=clock)
+        self.keep_days = keep_days
         self.sender = MppsSender(self.queue, peer, ae_title=ae_title, timeout=timeout, clock=clock)
         self.ae_title = ae_title
         self.targets = targets
@@ -113,6 +117,15 @@ class Mpps:
 
     def tick(self) -> int:
         return self.sender.tick()
+
+    def prune(self) -> int:
+        """Forget the finished sessions older than ``keep_days`` (the scheduler's
+        job); returns how many went."""
+        sessions, messages, instances = self.queue.prune(self.clock() - self.keep_days * 86400)
+        if sessions:
+            log.info("MPPS: pruned %d finished session(s) idle for over %g day(s): %d delivered message(s), "
+                     "%d recorded instance(s)", sessions, self.keep_days, messages, instances)
+        return sessions
 
     # -- signal handlers ----------------------------------------------------
     def on_image_queued(self, event: ImageQueued) -> None:

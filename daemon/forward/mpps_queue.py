@@ -18,6 +18,9 @@ What changes what is sent commits with synchronous=FULL before it returns
 so it survives kill -9 and power loss; the sender's bookkeeping commits
 with NORMAL, since losing the last outcome only repeats a send, which the
 sender makes harmless (a duplicate create counts as created).
+
+A finished session (step closed, nothing pending or dead) is kept for the
+operators to look at, then forgotten whole by ``prune`` (mpps.py runs it).
 """
 from __future__ import annotations
 
@@ -311,6 +314,38 @@ class MppsQueue:
                 conn.execute("UPDATE steps SET closed = 1 WHERE session = ?", (row["session"],))
             conn.executemany("DELETE FROM messages WHERE id = ?", [(m.id,) for m in dropped])
         return "dropped", dropped
+
+    # -- retention --------------------------------------------------------
+    def prune(self, before: float, *, batch: int = 200) -> tuple[int, int, int]:
+        """Forget the finished sessions last active before ``before``: their step,
+        their delivered messages and their recorded instances. Finished: the step
+        is closed and no message of it is pending or dead (its N-SET delivered, or
+        dropped by an operator). Active: its last image, or its latest message
+        change. An open step (a session in progress, or one a restart will close)
+        is never touched. Deletes ``batch`` sessions per transaction, so senders
+        and new images wait for one batch at most. Returns (sessions, messages,
+        instances) deleted."""
+        totals = [0, 0, 0]
+        while True:
+            with self._lock:
+                conn = self._conn
+                conn.execute("BEGIN IMMEDIATE")     # (NORMAL: a prune undone by a power cut is redone)
+                try:
+                    sessions = [(row[0],) for row in conn.execute(
+                        "SELECT session FROM steps s WHERE closed = 1 AND NOT EXISTS (SELECT 1 FROM messages m"
+                        " WHERE m.session = s.session AND m.state != 'delivered') AND MAX(last_image, COALESCE(("
+                        "SELECT MAX(updated) FROM messages m WHERE m.session = s.session), 0)) < ? LIMIT ?",
+                        (before, batch))]
+                    totals[1] += conn.executemany("DELETE FROM messages WHERE session = ?", sessions).rowcount
+                    totals[2] += conn.executemany("DELETE FROM instances WHERE session = ?", sessions).rowcount
+                    conn.executemany("DELETE FROM steps WHERE session = ?", sessions)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            totals[0] += len(sessions)
+            if len(sessions) < batch:
+                return totals[0], totals[1], totals[2]
 
     def _update(self, message_id: int, assignments: str, args: tuple = ()) -> None:
         with self._lock:

@@ -33,7 +33,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
@@ -74,6 +74,9 @@ class Door:
         self.header_timeout = header_timeout
         self.max_upload_mb = max_upload_mb
         self.max_body = max_upload_mb << 20
+        # Behind the TLS front every connection comes from loopback: its
+        # peer_of(source port) names the client (the lockout counts by it).
+        self.tls_peer: Callable[[int], str | None] | None = None
         self._pool = ThreadPoolExecutor(GATE_THREADS, thread_name_prefix="front-door")
         # Decisions made, for the loop's thread to apply (FrontDoorServer.tend).
         # Not trigger thunks: those run under the trigger's lock, and a
@@ -86,8 +89,7 @@ class Door:
     def ask(self, channel: "FrontDoorChannel", request: Request) -> None:
         """Decide in the pool; the loop's thread applies the decision once woken."""
         method, path = request.what()
-        future = self._pool.submit(self.decide, method, dict(request.headers),
-                                   channel.addr[0] if channel.addr else None, path)
+        future = self._pool.submit(self.decide, method, dict(request.headers), self.remote_of(channel.addr), path)
 
         def back(done: Future) -> None:
             self.decided.append((channel, request, done))
@@ -96,6 +98,12 @@ class Door:
                     channel.server.pull_trigger()
 
         future.add_done_callback(back)
+
+    def remote_of(self, addr) -> str | None:
+        """The client's address: the connection's peer, or the TLS client behind it."""
+        if not addr:
+            return None
+        return (self.tls_peer(addr[1]) if self.tls_peer is not None else None) or addr[0]
 
     def decide(self, method: str, headers: dict, remote: str | None, path: str = "") -> ServiceError | None:
         # Host and Origin first, as in the app: a page that may not reach us

@@ -101,6 +101,7 @@ class Server:
                 backend = ("127.0.0.1", self._server.effective_port)  # type: ignore[attr-defined]  # set by BaseWSGIServer.__init__; missing from types-waitress
                 self.front = TlsFront(context, host, port, backend=backend,
                                       handshake_timeout=cfg.tls_handshake_seconds, max_connections=budget)
+                door.tls_peer = self.front.peer_of
             except OSError:
                 self._server.close()
                 door.close()

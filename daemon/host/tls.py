@@ -83,6 +83,8 @@ class TlsFront:
         self._thread: threading.Thread | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task] = set()      # live connections, for stop() to cancel
+        # Our port on each connection to the backend -> the TLS client's address (peer_of).
+        self._peers: dict[int, str] = {}
         self._stop_asked = asyncio.Event()
         self._ready, self._lock, self._stopping = threading.Event(), threading.Lock(), False
 
@@ -97,6 +99,11 @@ class TlsFront:
         self._thread = threading.Thread(target=self._run, args=(self._loop,), name="tls-front", daemon=True)
         self._thread.start()
         self._ready.wait()
+
+    def peer_of(self, backend_port: int) -> str | None:
+        """The address of the TLS client whose bytes come to the backend from
+        ``backend_port`` (the source port the backend sees); None if none does."""
+        return self._peers.get(backend_port)
 
     def set_context(self, context: ssl.SSLContext) -> None:
         """Use ``context`` for the connections accepted from now on (a renewed certificate)."""
@@ -184,6 +191,7 @@ class TlsFront:
         reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
         streams: list[asyncio.StreamWriter] = []
+        source: int | None = None
         try:
             try:
                 transport, _ = await loop.connect_accepted_socket(
@@ -200,6 +208,9 @@ class TlsFront:
                             "connection from %s", *self._backend, exc, peer[0])
                 return
             streams.append(up)
+            # Before the first byte goes up: the backend decides on headers by the client's address.
+            source = up.get_extra_info("sockname")[1]
+            self._peers[source] = peer[0]
             for writer in streams:
                 writer.transport.set_write_buffer_limits(high=READ_SIZE)
             await asyncio.gather(_pipe(reader, up, streams), _pipe(up_reader, streams[0], streams))
@@ -211,6 +222,8 @@ class TlsFront:
         except Exception:
             log.exception("piping the TLS connection from %s failed", peer)
         finally:                            # also when stop() cancels: close at once
+            if source is not None:
+                self._peers.pop(source, None)
             for writer in streams:
                 writer.transport.abort()
             conn.close()                    # in case no transport took the socket
