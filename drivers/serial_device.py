@@ -2,7 +2,7 @@
 
 Pure functions, no I/O: the driver's URL and options (``parse_url``,
 ``parse_options``), and the translation of the device's IDENT and STATUS
-messages (``serial_wire``) into the daemon's ``Device``/``Sensor`` and state
+messages (``serial_messages``) into the daemon's ``Device``/``Sensor`` and state
 names (``device_from``, ``battery_percent``, ``status_state``). The driver
 that moves the bytes is ``serial_port``; SERIAL_PROTOCOL.md tables the states.
 """
@@ -12,7 +12,7 @@ import uuid
 from typing import Optional
 from urllib.parse import parse_qsl, urlsplit
 
-from . import serial_wire as w
+from . import serial_messages as m
 from .base import IDLE_DETAIL, Device, Sensor, SensorState
 
 DEFAULTS = {
@@ -38,11 +38,11 @@ IDLE_STATE = (SensorState.INITIALIZING, IDLE_DETAIL)
 
 # Same conventions as drivers/sim.py: Ready means armed.
 _STATE_NAMES: dict[int, tuple[SensorState, str]] = {
-    w.DeviceState.INITIALIZING: (SensorState.INITIALIZING, ""),
-    w.DeviceState.IDLE: IDLE_STATE,
-    w.DeviceState.ARMED: (SensorState.READY, ""),
-    w.DeviceState.READING: (SensorState.READING, ""),
-    w.DeviceState.ERROR: (SensorState.ERROR, "sensor reports an error"),
+    m.DeviceState.INITIALIZING: (SensorState.INITIALIZING, ""),
+    m.DeviceState.IDLE: IDLE_STATE,
+    m.DeviceState.ARMED: (SensorState.READY, ""),
+    m.DeviceState.READING: (SensorState.READING, ""),
+    m.DeviceState.ERROR: (SensorState.ERROR, "sensor reports an error"),
 }
 
 
@@ -66,13 +66,13 @@ def parse_options(options: dict) -> dict:
     return out
 
 
-def battery_percent(status: Optional[w.Status]) -> Optional[float]:
+def battery_percent(status: Optional[m.Status]) -> Optional[float]:
     if status is None or status.battery is None:
         return None
     return float(status.battery)
 
 
-def device_from(path: str, ident: w.Ident, status: Optional[w.Status]) -> Device:
+def device_from(path: str, ident: m.Ident, status: Optional[m.Status]) -> Device:
     """The Device for an IDENT on ``path``; its id is stable per port and interface serial."""
     s = ident.sensor
     sensor = None if s is None else Sensor(
@@ -86,10 +86,10 @@ def device_from(path: str, ident: w.Ident, status: Optional[w.Status]) -> Device
         sensor=sensor, battery_percent=battery_percent(status) if ident.battery_powered else None)
 
 
-def status_state(msg: w.Status) -> tuple[SensorState, str]:
+def status_state(msg: m.Status) -> tuple[SensorState, str]:
     """(state, detail) a STATUS reports; ``IDLE_STATE`` for an idle device."""
-    if msg.state == w.DeviceState.NO_SENSOR:
+    if msg.state == m.DeviceState.NO_SENSOR:
         return SensorState.NO_SENSOR, ""
-    if msg.battery_low and msg.state != w.DeviceState.READING:
+    if msg.battery_low and msg.state != m.DeviceState.READING:
         return SensorState.LOW_BATTERY, f"battery {msg.battery}%"
     return _STATE_NAMES.get(msg.state, (SensorState.ERROR, f"unknown device state {msg.state}"))

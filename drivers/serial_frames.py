@@ -2,9 +2,10 @@
 
 ``encode_image`` cuts a frame into EXPOSURE, CHUNKs and FRAME_END;
 ``FrameAssembler`` puts the CHUNKs of one exposure back together and checks
-them against its FRAME_END. The messages themselves (layout, ``encode_*``,
-``FrameDecoder``) are ``serial_wire``; both are documented in
-``SERIAL_PROTOCOL.md`` beside this module.
+them against its FRAME_END. The messages themselves are
+``serial_messages``, their bytes (``encode_*``, ``FrameDecoder``)
+``serial_wire``; all are documented in ``SERIAL_PROTOCOL.md`` beside this
+module.
 """
 from __future__ import annotations
 
@@ -13,15 +14,8 @@ from typing import Optional
 
 import numpy as np
 
-from .serial_wire import (
-    MAX_CHUNK_DATA,
-    Chunk,
-    ExposureStart,
-    FrameEnd,
-    encode_chunk,
-    encode_exposure,
-    encode_frame_end,
-)
+from .serial_messages import MAX_CHUNK_DATA, Chunk, ExposureStart, FrameEnd
+from .serial_wire import encode_chunk, encode_exposure, encode_frame_end
 
 
 def encode_image(frame_id: int, pixels: np.ndarray, *, binned: bool = False,

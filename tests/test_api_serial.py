@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import numpy as np
 import pytest
 
-from sensord.drivers import serial_wire as w
+from sensord.drivers import serial_messages as sm
 from tests.support import images
 from tests.support.modality import (
     API,
@@ -103,7 +103,7 @@ def test_corrupted_chunk_loses_the_frame_not_the_session(serve, emu):
 def arms_refused_after(emu, before: int, timeout: float = 10.0) -> None:
     """Wait until the device has answered one more ARM than ``before`` (refused here)."""
     deadline = time.monotonic() + timeout
-    while len(emu.requests(w.Arm)) <= before:
+    while len(emu.requests(sm.Arm)) <= before:
         assert time.monotonic() < deadline, "the daemon never tried to arm"
         time.sleep(0.02)
 
@@ -134,7 +134,7 @@ def test_arm_refused_busy_during_warm_up_is_retried_when_the_device_is_idle(serv
     srv = serve(drivers={"urls": [f"{emu.url}?{FAST}"]})
     sid, stream = pending_session(srv, emu)
     enable(srv, sid)                             # ARM answered BUSY: pending
-    assert len(emu.requests(w.Arm)) == 1 and not emu.armed
+    assert len(emu.requests(sm.Arm)) == 1 and not emu.armed
     stream.until(state_is("Initializing"), timeout=10)
     emu.end_warm_up()                            # unsolicited STATUS IDLE
     expose_to_new_image(srv, sid, emu, stream)
@@ -151,10 +151,10 @@ def test_fault_that_clears_leads_to_an_exposure(serve, emu, when):
     else:                                        # AcquisitionInfo given during the fault
         emu.set_fault("sensor too hot")
         stream.until(state_is("Error"), timeout=10)
-        before = len(emu.requests(w.Arm))
+        before = len(emu.requests(sm.Arm))
         enable(srv, sid)
         arms_refused_after(emu, before)          # SENSOR_FAULT
-    before = len(emu.requests(w.Arm))
+    before = len(emu.requests(sm.Arm))
     emu.clear_fault(recalibrate=True)            # ERROR -> INITIALIZING -> IDLE
     stream.until(state_is("Initializing"), timeout=10)
     if when == "pending":
@@ -169,7 +169,7 @@ def test_sensor_reattached_while_pending_leads_to_an_exposure(serve, emu):
     emu.set_no_sensor()
     stream.until(state_is("NoSensor"), timeout=10)
     enable(srv, sid)                             # ARM answered NO_SENSOR: pending
-    before = len(emu.requests(w.Arm))
+    before = len(emu.requests(sm.Arm))
     emu.set_sensor(warm_up=True)                 # NO_SENSOR -> INITIALIZING -> IDLE
     stream.until(state_is("Initializing"), timeout=10)
     arms_refused_after(emu, before)              # BUSY while it warms up

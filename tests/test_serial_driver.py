@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from sensord.drivers import open_driver
-from sensord.drivers import serial_wire as w
+from sensord.drivers import serial_messages as sm
 from sensord.drivers.base import DriverError, StateEvent
-from sensord.drivers.serial_port import SerialDriver, list_ports, parse_url
+from sensord.drivers.serial_device import parse_url
+from sensord.drivers.serial_port import SerialDriver, list_ports
 from tests.support.sensor_emulator import SensorEmulator
 from tests.support.serial_rig import FAST, Recorder
 
@@ -72,12 +73,12 @@ def test_device_id_is_stable_across_driver_restarts(rig):
 def test_arm_reports_ready_every_time_and_disarm_is_acknowledged(rig):
     emu, drv, rec = rig
     dev = armed(rig, binning=True)
-    assert emu.requests(w.Arm)[-1].binning is True
+    assert emu.requests(sm.Arm)[-1].binning is True
     drv.arm(dev.device_id)                       # already armed: Ready again, as sim:// does
     rec.state("Ready")
     drv.disarm(dev.device_id)                    # idle again: the idle report
     rec.state("Initializing", "idle")
-    assert not emu.armed and emu.requests(w.Disarm)
+    assert not emu.armed and emu.requests(sm.Disarm)
 
 
 def test_exposure_yields_reading_then_the_exact_frame(rig):
@@ -108,7 +109,7 @@ def test_binning_ignored_on_a_sensor_without_it(tmp_path):
         drv.start()
         try:
             armed((emu, drv, rec), binning=True)
-            assert emu.requests(w.Arm)[-1].binning is False
+            assert emu.requests(sm.Arm)[-1].binning is False
             sent = emu.expose()
             frame = rec.frame()
             assert frame.binned is False and np.array_equal(frame.pixels, sent)
@@ -118,7 +119,7 @@ def test_binning_ignored_on_a_sensor_without_it(tmp_path):
 
 def test_realistic_frame_1200x854(tmp_path):
     rec = Recorder()
-    with SensorEmulator(str(tmp_path), width=1200, height=854, chunk_size=w.MAX_CHUNK_DATA) as emu:
+    with SensorEmulator(str(tmp_path), width=1200, height=854, chunk_size=sm.MAX_CHUNK_DATA) as emu:
         drv = open_driver(emu.url, emit=rec, options=FAST)
         drv.start()
         try:
@@ -181,7 +182,7 @@ def test_unsolicited_device_error(rig):
     emu, drv, rec = rig
     rec.device("added")
     rec.state("Initializing")
-    emu.report_error(w.ErrorCode.SENSOR_FAULT, "sensor too hot")
+    emu.report_error(sm.ErrorCode.SENSOR_FAULT, "sensor too hot")
     assert rec.state("Error").detail == "device error SENSOR_FAULT: sensor too hot"
     rec.state("Initializing", "idle")            # the status that follows clears it
 

@@ -31,9 +31,10 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from sensord.drivers import serial_frames as f
+from sensord.drivers import serial_messages as sm
 from sensord.drivers import serial_wire as w
 
-State = w.DeviceState
+State = sm.DeviceState
 LOW_BATTERY_PERCENT = 10   # the emulated firmware's own threshold
 
 
@@ -162,7 +163,7 @@ class SensorEmulator:
             messages, pixels = self._frame_messages()
             self._bulk.append(lambda: self._set_state(reading=True))
             self._bulk.extend(messages[:0 if after_chunks is None else 1 + after_chunks])
-            self._bulk.append(w.encode_error(w.ErrorCode.READOUT_ABORTED, 0, text))
+            self._bulk.append(w.encode_error(sm.ErrorCode.READOUT_ABORTED, 0, text))
             self._bulk.append(self._end_readout)
         return pixels
 
@@ -188,7 +189,7 @@ class SensorEmulator:
         with self._lock:
             self.fault, self.armed = True, False
             if text:
-                self._replies.append(w.encode_error(w.ErrorCode.SENSOR_FAULT, 0, text))
+                self._replies.append(w.encode_error(sm.ErrorCode.SENSOR_FAULT, 0, text))
             self._push_status()
 
     def clear_fault(self, *, recalibrate: bool = False) -> None:
@@ -336,7 +337,7 @@ class SensorEmulator:
         return State.ARMED if self.armed else State.IDLE
 
     def _arm_refusal(self, binning: bool) -> int:
-        E = w.ErrorCode
+        E = sm.ErrorCode
         if not self.sensor_present:
             return E.NO_SENSOR
         if self.fault:
@@ -361,27 +362,27 @@ class SensorEmulator:
     def _ident(self, tag: int) -> bytes:
         sensor = None
         if self.sensor_present:
-            sensor = w.SensorDesc("Emu 2", self.sensor_serial, "Emulated", "Supreme", 2,
+            sensor = sm.SensorDesc("Emu 2", self.sensor_serial, "Emulated", "Supreme", 2,
                                   self.width, self.height, 12, self.supports_binning, 18500, "3.1.4")
         return w.encode_ident("Emu Serial Interface", self.serial, "1.7",
                               battery_powered=self.battery is not None, sensor=sensor, tag=tag)
 
     def _answer(self, msg) -> bytes:
-        T, E = w.T, w.ErrorCode
-        if isinstance(msg, w.Identify):
+        T, E = sm.T, sm.ErrorCode
+        if isinstance(msg, sm.Identify):
             return self._ident(msg.tag)
-        if isinstance(msg, w.GetStatus):
+        if isinstance(msg, sm.GetStatus):
             return self._status(msg.tag)
         # After ACK OK comes a STATUS with the new state, tag 00 as the
         # protocol says (or the request's tag with echo_tag_on_status).
         status_tag = msg.tag if self.echo_tag_on_status else 0
-        if isinstance(msg, w.Arm):
+        if isinstance(msg, sm.Arm):
             refusal = self._arm_refusal(msg.binning)
             if refusal:
                 return w.encode_ack(T.ARM, refusal, tag=msg.tag)
             self.armed, self.binning = not self.ack_arm_but_stay_idle, msg.binning
             return w.encode_ack(T.ARM, E.OK, tag=msg.tag) + self._status(status_tag)
-        if isinstance(msg, w.Disarm):
+        if isinstance(msg, sm.Disarm):
             self.armed = False
             return w.encode_ack(T.DISARM, E.OK, tag=msg.tag) + self._status(status_tag)
         return w.encode_error(E.BAD_REQUEST, msg.TYPE, "not a host request", tag=msg.tag)
