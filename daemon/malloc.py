@@ -10,6 +10,13 @@ turns at 8-40 MiB of pixels each, a daemon holding two images peaked at
 arena is not returned until `trim` (``malloc_trim(0)``) gives its free
 pages back.
 
+One arena (`ARENAS`), not one per core: glibc serves an array freed in
+one arena only to the threads of that arena, so with two, each kept its
+own freed images (a run of uploads and PNG answers peaked 114-118 MiB,
+102 MiB with one, in the same run at the same speed). Mapping every large
+block on its own (a fixed ``M_MMAP_THRESHOLD``) peaked as low but cost
+9-18 % of an upload and a PNG answer: each image then faults in fresh pages.
+
 `Trimmer` trims once image work has stopped: each scheduled `tick`
 trims when bytes were freed since the last trim and none are held. Not
 after every request: a trim returns the pages the next request would
@@ -28,8 +35,8 @@ from typing import Callable
 
 log = logging.getLogger("sensord.memory")
 
-ARENAS = 2              # one per core of the acquisition PCs; threads share them
-_M_ARENA_MAX = -8       # mallopt parameter numbers, from glibc's malloc.h
+ARENAS = 1              # every thread shares it: see above
+_M_ARENA_MAX = -8       # mallopt parameter number, from glibc's malloc.h
 
 _libc: ctypes.CDLL | None = None
 _looked = False

@@ -8,6 +8,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import health_checks, malloc
 
@@ -18,10 +19,7 @@ from .acquisition.sessions import AcquisitionOptions, SessionManager
 from .api import auth, roles
 from .api.lockout import Lockout
 from .forward import filter_spec
-from .forward.commitment import CommitmentListener, committing_targets, listener_peers
 from .forward.delivery import Forwarder, build_targets
-from .dimse.network import Peer
-from .forward.mpps import Mpps
 from .forward.outbox import Outbox
 from .forward.rules import Forwarding
 from .health_checks import HealthChecks
@@ -36,6 +34,10 @@ from .store.pixel_cache import PixelCache
 from .store.resources import ResourceStore
 from .worklist.binding import Bindings
 from .worklist.items import Worklist
+
+if TYPE_CHECKING:
+    from .forward.commitment import CommitmentListener
+    from .forward.mpps import Mpps
 
 log = logging.getLogger("sensord")
 
@@ -98,15 +100,21 @@ class Sensord:
         self.forwarder = Forwarder(self.outbox, targets,
                                    work_dir=state / "outbox" / "work", pixel_budget=self.pixel_budget)
         # Storage commitment reports that come on an association of their own (dimse targets).
+        # The DICOM modules (pydicom, pynetdicom: ~26 MB resident) are imported only where the
+        # configuration asks for DICOM: here, for [mpps] below, and by kind in platforms/.
         self.commitment: CommitmentListener | None = None
         if settings.dicom.listen_port > 0:
+            from .forward.commitment import CommitmentListener, listener_peers
             self.commitment = CommitmentListener(
                 self.outbox, host=settings.dicom.listen_host, port=settings.dicom.listen_port,
                 ae_title=settings.dicom.ae_title, peers=listener_peers(self.forwarder.targets),
                 timeout=settings.dicom.timeout_seconds)
-        elif committing_targets(targets):
-            log.warning("forward targets %s ask for storage commitment but dicom.listen_port is 0: only reports "
-                        "sent on sensord's own association will be seen", ", ".join(committing_targets(targets)))
+        elif any(target.kind == "dimse" for target in targets.values()):
+            from .forward.commitment import committing_targets
+            if committing_targets(targets):
+                log.warning("forward targets %s ask for storage commitment but dicom.listen_port is 0: only "
+                            "reports sent on sensord's own association will be seen",
+                            ", ".join(committing_targets(targets)))
         # Built even when [worklist] host is empty ("not configured": nothing is asked, no
         # session is bound), so a client's own worklistBound is dropped either way.
         self.worklist = Worklist(settings.worklist, settings.dicom)
@@ -122,6 +130,8 @@ class Sensord:
         # MPPS only with [mpps] host: otherwise nothing is queued (and no mpps.db made).
         self.mpps: Mpps | None = None
         if settings.mpps.host:
+            from .dimse.network import Peer
+            from .forward.mpps import Mpps
             self.mpps = Mpps(state / "outbox", Peer(settings.mpps.host, settings.mpps.port, settings.mpps.called_ae),
                              ae_title=settings.dicom.ae_title, timeout=settings.dicom.timeout_seconds,
                              targets=self.forwarder.targets, keep_days=forward.keep_delivered_days)

@@ -6,7 +6,6 @@ import io
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from . import _checks, tiff
 from .display import to_8bit
@@ -66,6 +65,7 @@ def encode(
     gray8 = to_8bit(image, lut=lut)
     if kind == "image/jpeg":
         return _cv2_encode(".jpg", gray8, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    from PIL import Image       # GIF only: Pillow costs the daemon ~2 MB from its start
     out = io.BytesIO()
     Image.fromarray(gray8).save(out, format="GIF")  # mode "L": a gray palette
     return out.getvalue()

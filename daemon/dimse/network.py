@@ -13,9 +13,11 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pynetdicom import AE
-from pynetdicom.association import Association
+if TYPE_CHECKING:
+    from pynetdicom import AE
+    from pynetdicom.association import Association
 
 log = logging.getLogger("sensord.dimse")
 
@@ -38,6 +40,9 @@ class Peer:
 
 def application_entity(ae_title: str, *, timeout: float) -> AE:
     """An AE with our title and every wait bounded by ``timeout`` seconds."""
+    # pynetdicom at the first association, not at import: `Peer` and `DimseError`
+    # are built at every start, associations only with DICOM configured.
+    from pynetdicom import AE
     ae = AE(ae_title=ae_title)
     ae.acse_timeout = timeout          # A-ASSOCIATE and A-RELEASE answers
     ae.dimse_timeout = timeout         # each DIMSE answer

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from sensord.daemon.signals import Signal
 
-from . import filter_spec, mpps_messages
+from . import filter_spec
 from .delivery import Forwarder
 from .events import ImageQueued
 from .outbox import Outbox
@@ -53,8 +53,10 @@ class Forwarding:
                 context = self.context_hook(session_id, context)
             except Exception:
                 log.exception("session %s: the context hook failed; the context goes unchanged", session_id)
-        if self.performed_steps and mpps_messages.is_bound(context):
-            context = {**context, PERFORMED_STEP: mpps_messages.mpps_uid(session_id)}
+        if self.performed_steps:
+            from . import mpps_messages     # (pydicom: imported only with [mpps] configured)
+            if mpps_messages.is_bound(context):
+                context = {**context, PERFORMED_STEP: mpps_messages.mpps_uid(session_id)}
         return context
 
     def queue(self, pairs, *, image_id, image_info, context, png_path) -> list[int]:

@@ -21,11 +21,11 @@ from typing import Any
 
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
-from waitress.task import ThreadedTaskDispatcher
 
 from . import descriptors
 from .front_door import Door, FrontDoorServer
 from .tls import TlsFront, load_context
+from .workers import WorkerPool
 
 log = logging.getLogger("sensord.server")
 
@@ -87,7 +87,7 @@ class Server:
             raise ValueError(f"server.host {host!r} resolves to more than one address; name one")
         door = Door(app.extensions["sensord"], scheme=adj.url_scheme,
                     header_timeout=cfg.header_timeout_seconds, max_upload_mb=cfg.max_upload_mb)
-        dispatcher = ThreadedTaskDispatcher()
+        dispatcher = WorkerPool()       # up to adj.threads, started as requests need them
         dispatcher.set_thread_count(adj.threads)
         try:
             server = FrontDoorServer(app, self._map, door=door, adj=adj, dispatcher=dispatcher)

@@ -19,22 +19,27 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import date
+from typing import TYPE_CHECKING
 
 from sensord.daemon.dimse.network import DimseError, Peer
 from sensord.daemon.dsio.timefmt import iso
 from sensord.daemon.settings import DicomSettings, WorklistSettings
 from sensord.daemon.signals import Signal
 
-from . import query as worklist_query
+if TYPE_CHECKING:
+    from . import query as worklist_query
 
 log = logging.getLogger("sensord.worklist")
 
 
 class Worklist:
     def __init__(self, settings: WorklistSettings, dicom: DicomSettings, *,
-                 query: Callable[..., worklist_query.Answer] = worklist_query.query,
+                 query: Callable[..., worklist_query.Answer] | None = None,
                  today: Callable[[], date] = date.today):
         self.configured = bool(settings.host)
+        if query is None and self.configured:
+            # The query (pydicom, pynetdicom) only for a configured worklist.
+            from .query import query
         self.peer = Peer(settings.host, settings.port, settings.called_ae) if self.configured else None
         self.modality = settings.modality
         self.refresh_seconds = settings.refresh_seconds
@@ -72,7 +77,7 @@ class Worklist:
         if not self.configured or not self._refreshing.acquire(blocking=False):
             return False
         try:
-            assert self.peer is not None
+            assert self.peer is not None and self._query is not None
             try:
                 answer = self._query(self.peer, ae_title=self.ae_title, modality=self.modality,
                                      timeout=self.timeout, day=self._today())

@@ -37,9 +37,13 @@ import abc
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-import requests
+if TYPE_CHECKING:
+    import requests
+
+# requests (~5 MB) is imported where an adapter first needs it, not with this
+# module: every start imports it for `Delivery`, most configure no HTTP target.
 
 
 class RetryableError(Exception):
@@ -135,6 +139,7 @@ def check_response(response: requests.Response, what: str) -> None:
 
 def transport(call, what: str):
     """Run a requests call; connection errors and timeouts are retryable."""
+    import requests
     try:
         return call()
     except (requests.ConnectionError, requests.Timeout) as err:
@@ -148,7 +153,10 @@ class Adapter(abc.ABC):
     def __init__(self, *, name: str, options: dict, http: requests.Session | None = None):
         self.name = name
         self.options = dict(options)
-        self.http = http or requests.Session()
+        if http is None:
+            import requests
+            http = requests.Session()
+        self.http = http
 
     @abc.abstractmethod
     def deliver(self, item: Delivery) -> dict:
