@@ -39,7 +39,8 @@ log = logging.getLogger("sensord.metrics")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNROUTED = "(unrouted)"     # the route label of a request no URL rule matched (404, 405)
 # The outbox states with a depth: delivered entries are counted by
-# sensord_deliveries_total instead (their rows only grow).
+# sensord_deliveries_total instead, from the delivery events (their rows
+# pile up, then go after forward.keep_delivered_days: no count of them).
 OUTBOX_STATES = ("pending", "committing", "dead")
 WAITING_STATES = ("pending", "committing")      # whose oldest entry's age is shown
 

@@ -46,7 +46,8 @@ log = logging.getLogger("sensord")
 STUCK_SECONDS = 120.0
 # How often idle cached pixels are dropped and freed memory is given back (daemon/malloc.py).
 MEMORY_SECONDS = 10.0
-# How often finished MPPS steps past forward.keep_delivered_days are looked for.
+# How often finished MPPS steps and delivered outbox entries past
+# forward.keep_delivered_days are looked for.
 PRUNE_SECONDS = 3600.0
 
 
@@ -195,6 +196,7 @@ class Sensord:
         self.scheduler.every(self.settings.store.sweep_seconds, self.store.sweep, name="store-sweep")
         self.scheduler.every(MEMORY_SECONDS, self._give_memory_back, name="memory")
         self.scheduler.every(self.settings.forward.poll_seconds, self.forwarder.tick, name="forward")
+        self.scheduler.every(PRUNE_SECONDS, self._prune_outbox, name="outbox-prune")
         if self.mpps is not None:
             self.scheduler.every(self.settings.forward.poll_seconds, self.mpps.tick, name="mpps")
             self.scheduler.every(PRUNE_SECONDS, self.mpps.prune, name="mpps-prune")
@@ -204,6 +206,15 @@ class Sensord:
             watcher = SerialPortWatcher(self.devices, self.settings.drivers.serial_ports)
             watcher.poll()
             self.scheduler.every(self.settings.drivers.poll_seconds, watcher.poll, name="serial-ports")
+
+    def _prune_outbox(self) -> int:
+        """Forget the delivered outbox entries older than forward.keep_delivered_days."""
+        days = self.settings.forward.keep_delivered_days
+        pruned = self.outbox.prune(self.outbox.clock() - days * 86400.0)
+        if pruned:
+            log.info("outbox: pruned %d delivered entr%s last changed over %d day(s) ago", pruned,
+                     "y" if pruned == 1 else "ies", days)
+        return pruned
 
     def _give_memory_back(self) -> None:
         self.pixel_cache.drop_idle()

@@ -118,7 +118,8 @@ class ForwardSettings:
     rules: list = field(default_factory=list)
     poll_seconds: int = 1
     # Days finished work stays for operators to look at: an MPPS step whose
-    # N-SET was delivered or dropped, with its messages and instances.
+    # N-SET was delivered or dropped, with its messages and instances, and a
+    # delivered image outbox entry (after its last change).
     keep_delivered_days: int = 30
 
 

@@ -7,7 +7,8 @@ sending: a crash mid-delivery leaves it pending, and after a restart it is
 sent again, which the adapters make harmless (idempotent deliveries).
 
 States: pending -> delivered | dead (last error kept; an operator may
-retry it) ; dropped rows are deleted. pending -> committing when the
+retry it) ; dropped rows are deleted, and delivered ones once old
+(``prune``, from the scheduler: ``forward.keep_delivered_days``). pending -> committing when the
 platform has the image and confirms it later (storage commitment): the row
 waits, not leased, until ``next_attempt``; the confirmation settles it
 (``settle``: delivered, or pending again to be resent), and past its
@@ -126,8 +127,8 @@ class Outbox(CommitmentStates):
 
     def _per_target_state(self, *, waiting_only: bool) -> builtins.list[sqlite3.Row]:
         """Rows of (target, state, n, oldest ``created``); ``waiting_only`` leaves the
-        delivered rows out, which stay and only grow: the (state, next_attempt) index
-        then keeps it a walk of the waiting ones."""
+        delivered rows out, which stay for days (``prune``) and outnumber the others: the
+        (state, next_attempt) index then keeps it a walk of the waiting ones."""
         where = " WHERE state IN ('pending', 'committing', 'dead')" if waiting_only else ""
         with self._lock:
             return self._conn.execute("SELECT target, state, COUNT(*) AS n, MIN(created) AS oldest FROM entries"
@@ -267,3 +268,34 @@ class Outbox(CommitmentStates):
         if not busy:
             (self.files / row["file"]).unlink(missing_ok=True)
         return True
+
+    # -- retention -------------------------------------------------------
+    def prune(self, before: float, *, batch: int = 200) -> int:
+        """Forget the delivered entries last changed (``updated``) before ``before``,
+        with their file unless an entry not delivered still names it; pending,
+        committing and dead entries stay, whatever their age. ``batch`` entries per
+        transaction, so deliveries and new images wait for one batch at most.
+        Returns how many went."""
+        total = 0
+        while True:
+            with self._lock:
+                conn = self._conn
+                conn.execute("BEGIN IMMEDIATE")     # (NORMAL: a prune undone by a power cut is redone)
+                try:
+                    rows = conn.execute("SELECT id, file FROM entries WHERE state = 'delivered' AND updated < ?"
+                                        " LIMIT ?", (before, batch)).fetchall()
+                    conn.executemany("DELETE FROM entries WHERE id = ?", [(row["id"],) for row in rows])
+                    # The waiting entries' files, through the (state, next_attempt) index:
+                    # a walk of the few waiting rows, not of the delivered ones.
+                    waiting = {r["file"] for r in conn.execute(
+                        "SELECT DISTINCT file FROM entries WHERE state IN ('pending', 'committing', 'dead')")}
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            # Most are gone already (deleted on delivery); one may remain after a crash.
+            for name in {row["file"] for row in rows} - waiting:
+                (self.files / name).unlink(missing_ok=True)
+            total += len(rows)
+            if len(rows) < batch:
+                return total
