@@ -36,7 +36,7 @@ _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "sensord:serial")
 # arm (again).
 IDLE_STATE = (SensorState.INITIALIZING, IDLE_DETAIL)
 
-# Same conventions as drivers/sim.py: Ready means armed.
+# Same conventions as drivers/sim_device.py: Ready means armed.
 _STATE_NAMES: dict[int, tuple[SensorState, str]] = {
     m.DeviceState.INITIALIZING: (SensorState.INITIALIZING, ""),
     m.DeviceState.IDLE: IDLE_STATE,

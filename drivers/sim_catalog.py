@@ -1,6 +1,7 @@
 """What the simulator can pretend to be: sensor models, interfaces, the URL.
 
-Pure data and pure functions; :mod:`drivers.sim` does the timing and threads.
+Pure data and pure functions; :mod:`drivers.sim_device` does the timing, and
+:mod:`drivers.sim_worker` the thread.
 
 URL syntax
 ----------

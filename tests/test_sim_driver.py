@@ -49,7 +49,7 @@ class Recorder:
                 if isinstance(e, StateEvent) and e.device_id == device_id]
 
     def trail(self, device_id, since=0):
-        """What one device did, as in the sim module's table: states, actions, 'frame'."""
+        """What one device did, as in drivers/sim_device.py's table: states, actions, 'frame'."""
         return [e.state if isinstance(e, StateEvent) else e.action if isinstance(e, DeviceEvent)
                 else "frame" for e in self.seen[since:] if _id(e) == device_id]
 
@@ -298,7 +298,8 @@ def test_battery_running_low_during_readout_lets_the_frame_finish(sim):
 def test_unplug_idle_device_reports_no_state(sim):
     driver, rec, ids = sim()
     dev = ids["select0"]
-    rec.wait(state(dev, "Initializing"))
+    # Idle: the start-up's warm-up over and reported (its Initializing, then the idle report).
+    rec.wait(lambda e: state(dev, "Initializing")(e) and e.is_idle)
     mark = rec.mark()
     driver.unplug_device(dev)
     driver.plug_device(dev)

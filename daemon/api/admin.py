@@ -4,7 +4,7 @@
 `sensord expose DEVICE` and the tests use these to trigger an exposure,
 unplug and replug a sensor or a device, drain the battery, and make the
 sensor fail, recalibrate, refuse arms (BUSY) or its driver restart (see
-drivers/sim.py). Only drivers that offer the control (the simulator) accept
+drivers/sim_controls.py). Only drivers that offer the control (the simulator) accept
 it; others answer 409. Operators only (api/roles.py).
 """
 from __future__ import annotations

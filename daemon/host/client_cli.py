@@ -83,7 +83,7 @@ def _common(p) -> None:
 def add_parsers(sub) -> None:
     for action, what in ACTIONS.items():
         p = sub.add_parser(action, help=f"{what} (simulated devices)", description=f"{what.capitalize()}: "
-                           "a control of the simulated sensors (drivers/sim.py), on the running daemon.")
+                           "a control of the simulated sensors (drivers/sim_controls.py), on the running daemon.")
         p.add_argument("device", help="device id, or a unique start of it")
         if action == "battery":
             p.add_argument("percent", type=float, help="charge in percent, 0-100")
