@@ -5,12 +5,27 @@ Layout under ``<state_dir>/resources``::
     <id>/resource.json   what GET /images/{id} reports, with epoch timestamps
     <id>/index.json      resource.json without the imageInfo: what start reads
     <id>/media.png       the uploaded bytes, unchanged
+    <id>/unproven        (empty) the upload's PNG was still being proved when
+                         the folder was renamed into place: start proves it
     .new-<id>/           a resource being written (removed at start: a crash
                          mid-upload leaves no half resource)
     .del-<id>/           a resource being removed
 
 A resource is written whole in ``.new-<id>``, each file fsynced, then renamed
 to ``<id>`` and the folder fsynced: a 201 means the bytes are on disk.
+index.json is not fsynced: it is resource.json less the imageInfo, and a
+start that cannot parse it reads resource.json instead.
+
+An upload's folder is renamed into place by the writer thread while its
+PNG is still being proved (so the rename's fsync, 4-6 ms, is not waited for
+after the proof), with the ``unproven`` marker in it. The resource enters
+the index once the proof passes, and the marker is then removed; a failed
+proof takes the folder away again. A marker still there at start (a crash
+came first, or its removal was not yet on disk) has the PNG decoded then:
+kept if it decodes, removed if it is no PNG. So every resource served, after
+a restart too, is a proved PNG. A proof done while the disk still writes
+spends the wait undoing the PNG's row filters, the first filter's work.
+
 A resource linked to a modality session has no media of its own; its pixels
 are looked up in the session when a filter runs.
 
@@ -41,6 +56,7 @@ import numpy as np
 from sensord.daemon.dsio.timefmt import iso
 from sensord.daemon.durable import fsync_dir, write_file
 from sensord.daemon.errors import ServiceError
+from sensord.filters.png import PngError
 from sensord.filters.png_scanlines import Scanlines
 
 from .pixel_cache import PixelCache
@@ -50,6 +66,7 @@ log = logging.getLogger("sensord.store")
 MEDIA = "media.png"
 META = "resource.json"
 INDEX = "index.json"
+UNPROVEN = "unproven"
 WRITER_THREADS = 4      # uploads written at once while their PNGs are proved; more wait their turn
 
 
@@ -135,13 +152,22 @@ def _index_bytes(meta: bytes) -> bytes:
     return json.dumps(Indexed.of(json.loads(meta)).record, separators=(",", ":")).encode()
 
 
-def _write_folder(folder: Path, media: bytes | memoryview | None, meta: bytes) -> None:
-    """A resource's files, each fsynced, then the folder: all durable before the rename."""
+def _write_folder(folder: Path, media: bytes | memoryview | None, meta: bytes, into: Path | None = None) -> None:
+    """A resource's files, each fsynced, then the folder: all durable before the rename.
+
+    With ``into``, the folder is then renamed there (marked unproven) and the rename made durable.
+    """
     if media is not None:
         write_file(folder / MEDIA, media)
     write_file(folder / META, meta)
-    write_file(folder / INDEX, _index_bytes(meta))   # derived from META, so written after it
+    # Derived from META, so written after it; unsynced: a start that cannot parse it reads META.
+    write_file(folder / INDEX, _index_bytes(meta), sync=False)
+    if into is not None:
+        write_file(folder / UNPROVEN, b"", sync=False)     # (empty: the folder's fsync keeps it)
     fsync_dir(folder)
+    if into is not None:
+        os.rename(folder, into)
+        fsync_dir(into.parent)
 
 
 class ResourceStore:
@@ -182,12 +208,28 @@ class ResourceStore:
                 log.warning("removing unreadable resource %s (%s)", entry.name, err)
                 shutil.rmtree(entry, ignore_errors=True)
                 continue
-            if res.expires <= now:
+            if res.expires <= now or not self._proved_at_start(entry):
                 shutil.rmtree(entry, ignore_errors=True)
                 continue
             self._index[res.id] = res
             self._used += res.size
         log.info("store %s: %d resources, %.1f MiB", self.root, len(self._index), self._used / 2**20)
+
+    def _proved_at_start(self, folder: Path) -> bool:
+        """False for a folder still marked unproven whose media is no PNG (see the module)."""
+        marker = folder / UNPROVEN
+        if not marker.exists():
+            return True
+        try:
+            self._decode((folder / MEDIA).read_bytes())
+        except (PngError, OSError) as err:
+            log.warning("removing resource %s: its upload was never proved (%s)", folder.name, err)
+            return False
+        except Exception as err:        # (the pixel budget, say): kept unproven, tried at the next start
+            log.warning("resource %s: cannot prove its upload now (%s)", folder.name, err)
+            return True
+        marker.unlink(missing_ok=True)
+        return True
 
     @staticmethod
     def _read_index(folder: Path) -> Indexed:
@@ -240,30 +282,43 @@ class ResourceStore:
         size = len(res._meta()) + 32 + (len(media) if media is not None else 0)
         res = dataclasses.replace(res, size=size)
         self._reserve(size)
-        tmp = self.root / f".new-{rid}"
+        tmp, final = self.root / f".new-{rid}", self.root / rid
         meta = res._meta()
         written: Future | None = None
         try:
             tmp.mkdir()
             if proof is None:
                 _write_folder(tmp, media, meta)
+                os.rename(tmp, final)
+                fsync_dir(self.root)
             else:
+                # Written and renamed into place (marked unproven) while the PNG is proved.
                 try:
-                    written = self._writer.submit(_write_folder, tmp, media, meta)
+                    written = self._writer.submit(_write_folder, tmp, media, meta, final)
                 except RuntimeError:        # closing: no writer thread any more
-                    _write_folder(tmp, media, meta)
+                    _write_folder(tmp, media, meta, final)
                 pixels = proof()
                 if written is not None:
+                    if isinstance(pixels, Scanlines) and not written.done():
+                        # Waiting for the disk anyway: undo the row filters now,
+                        # in place, rather than in the first filter call.
+                        pixels.pixels()
                     written.result()
-            os.rename(tmp, self.root / rid)
-            fsync_dir(self.root)
+                try:
+                    (final / UNPROVEN).unlink()     # (not made durable: a marker left is proved at start)
+                except OSError as err:
+                    log.warning("resource %s: cannot remove its %s marker (%s)", rid, UNPROVEN, err)
         except BaseException as err:
             if written is not None:
                 wait([written])     # (its files are removed next; it must not write after that)
+            try:
+                os.rename(final, tmp)       # renamed into place before the proof failed
+            except OSError:
+                pass
             # By name first: rmtree must open the folder to list it, which
             # fails when the process is out of file descriptors (EMFILE);
             # unlink and rmdir need none.
-            for name in (MEDIA, META, INDEX):
+            for name in (MEDIA, META, INDEX, UNPROVEN):
                 try:
                     (tmp / name).unlink(missing_ok=True)
                 except OSError:
