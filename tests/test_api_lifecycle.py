@@ -18,10 +18,10 @@ def test_expired_resource_answers_404_and_is_swept(serve):
     srv = serve(store={"lifetime_seconds": 1, "sweep_seconds": 1})
     rid = upload(srv).json()["id"]
     assert srv.http.get(srv.url(f"{API}/images/{rid}")).status_code == 200
-    assert wait_until(lambda: srv.http.get(srv.url(f"{API}/images/{rid}")).status_code == 404, 3)
+    assert wait_until(lambda: srv.http.get(srv.url(f"{API}/images/{rid}")).status_code == 404, 15)
     assert_error(srv.http.get(srv.url(f"{API}/images/{rid}/media")), 404)
     assert_error(srv.http.post(srv.url(f"{API}/images/{rid}/filters/unmap")), 404)
-    assert wait_until(lambda: not (srv.daemon.store.root / rid).exists(), 3)
+    assert wait_until(lambda: not (srv.daemon.store.root / rid).exists(), 15)
     assert srv.daemon.store.used_bytes == 0
 
 

@@ -33,7 +33,7 @@ def emu(tmp_path):
         yield emulator
 
 
-def wait_for_device(srv, timeout=5.0):
+def wait_for_device(srv, timeout=15.0):
     stream = EventStream(srv.http, srv.url(API + "/devices/subscribe"))
     try:
         if not devices(srv):
@@ -60,7 +60,7 @@ def test_exposure_from_a_serial_sensor(serve, emu):
 
 def test_several_drivers_at_once(serve, emu):
     srv = serve(drivers={"urls": ["sim://?models=select0&time_scale=0.01", f"{emu.url}?{FAST}"]})
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15
     while len(devices(srv)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sorted(d["interfaceType"] for d in devices(srv)) == ["serial", "usb"]

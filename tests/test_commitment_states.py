@@ -18,10 +18,17 @@ from tests.support.storage_scp import StorageArchive
 TIMEOUT = 60.0       # commitment_timeout_seconds, on the fake clock
 
 
+REPORT_WAIT = 20.0      # a report ends the wait when it comes: generous, for a loaded machine
+SILENT_WAIT = 0.5       # an archive that stays silent costs the whole wait: short where none comes
+
+
 @pytest.fixture(autouse=True)
-def short_report_wait(monkeypatch):
-    """The scripted archive reports within milliseconds: a silent one need not cost 2 s a test."""
-    monkeypatch.setattr(dimse_platform, "SAME_ASSOCIATION_WAIT", 0.5)
+def report_wait(monkeypatch):
+    """report_wait(seconds): how long the adapter waits for a report on its own association."""
+    def wait(seconds: float) -> None:
+        monkeypatch.setattr(dimse_platform, "SAME_ASSOCIATION_WAIT", seconds)
+    wait(REPORT_WAIT)
+    return wait
 
 
 @pytest.fixture
@@ -54,13 +61,15 @@ def round_(forwarder) -> None:
     assert wait_until(lambda: forwarder.in_flight == 0, 15)
 
 
-def test_no_report_waits_committing_then_stores_and_asks_again(box, tmp_path):
+def test_no_report_waits_committing_then_stores_and_asks_again(box, tmp_path, report_wait):
     outbox, clock = box
     entry = queue(outbox, tmp_path)
     with StorageArchive(commit=["silent", "commit"]) as archive:
         forwarder = forwarder_for(outbox, clock, archive, tmp_path)
         try:
+            report_wait(SILENT_WAIT)
             round_(forwarder)
+            report_wait(REPORT_WAIT)
             waiting = outbox.get(entry)
             assert waiting.state == "committing" and waiting.next_attempt == clock.now + TIMEOUT
             assert outbox.counts() == {"committing": 1}

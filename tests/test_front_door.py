@@ -288,7 +288,7 @@ def test_out_of_descriptors_no_spin_no_500_no_leftover(serve):
         channels = srv.server._server.active_channels
         assert wait_until(lambda: any(c.request is not None
                                       and c.request.body_bytes_received == len(body) - 1
-                                      for c in list(channels.values())), 5)
+                                      for c in list(channels.values())), 15)
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 4096), hard))
         try:
             while True:

@@ -90,7 +90,12 @@ def test_values_move_with_an_exposure_a_delivery_an_upload_and_a_failed_login(se
     during = scrape(srv)
     assert during.get("sensord_event_subscribers") >= 1 and during.get("sensord_sessions") == 1
     stream.close()
-    assert wait_until(lambda: scrape(srv).get("sensord_deliveries_total", target="dm", result="delivered") == 1)
+    # Counted by the exposure's thread once NewImage is out, and a delivery once the platform has
+    # answered: each counter, then its histogram. Wait for the histograms.
+    assert wait_until(lambda: scrape(srv).get("sensord_readout_to_new_image_seconds_count")
+                      == before.get("sensord_readout_to_new_image_seconds_count") + 1)
+    assert wait_until(lambda: scrape(srv).get("sensord_deliveries_total", target="dm", result="delivered") == 1
+                      and scrape(srv).get("sensord_delivery_duration_seconds_count", target="dm") == 1)
     assert len(fake.resources) == 1
 
     requests.get(srv.url(MODALITY + "/devices"), auth=(USER, "not the password"), timeout=10)

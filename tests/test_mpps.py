@@ -184,10 +184,10 @@ def test_a_lost_answer_is_retried_and_the_duplicate_counts_as_created(open_mpps,
     """No answer within [dicom] timeout_seconds: the SCP did create the step; the retry finds it."""
     scp.start()
     service = open_mpps()
-    service.sender.timeout = 1.0
+    service.sender.timeout = 2.0                  # the association and the request must fit in it, loaded
     arrived, release = scp.hold_next("create")
     service.on_image_queued(image("s1"))
-    service.tick()                                # waits 1 s for the held answer, then aborts
+    service.tick()                                # waits 2 s for the held answer, then aborts
     release.set()
     assert arrived.is_set()
     create = by_kind(service)[("s1", "create")]

@@ -32,15 +32,19 @@ def test_one_line_per_event_that_matters(serve, datamint, caplog):
                                   for r in caplog.records))
     assert srv.http.delete(srv.url(f"/api/dsio/modality/v1/acquisition/{sid}")).status_code in (200, 204)
 
-    lines = [r.getMessage() for r in caplog.records[first:]]
     image = info["id"]
-    for pattern in (rf"device .* \({dev}\): NoSensor", rf"device .* \({dev}\): sensor .* attached",
-                    rf"device .* \({dev}\) removed", rf"device .* \({dev}\) added",
-                    rf"session {sid} created on device {dev}",
-                    rf"session {sid}: image {image} \(\d+x\d+\) ready",
-                    rf"queued image {image} for dm \(raw\)",
-                    r"forward to dm failed \(entry \d+, attempt 1\), retry in",
-                    rf"delivered {image} to dm \(entry \d+, attempt 2",
-                    rf"session {sid} deleted with 1 images"):
+    patterns = (rf"device .* \({dev}\): NoSensor", rf"device .* \({dev}\): sensor .* attached",
+                rf"device .* \({dev}\) removed", rf"device .* \({dev}\) added",
+                rf"session {sid} created on device {dev}",
+                rf"session {sid}: image {image} \(\d+x\d+\) ready",
+                rf"queued image {image} for dm \(raw\)",
+                r"forward to dm failed \(entry \d+, attempt 1\), retry in",
+                rf"delivered {image} to dm \(entry \d+, attempt 2",
+                rf"session {sid} deleted with 1 images")
+    # The "ready" line is written after NewImage is announced, by the exposure's own thread: wait for each.
+    logged = lambda: [r.getMessage() for r in caplog.records[first:]]    # noqa: E731
+    assert wait_until(lambda: all(any(re.search(p, line) for line in logged()) for p in patterns)), logged()
+    lines = logged()
+    for pattern in patterns:
         matching = [line for line in lines if re.search(pattern, line)]
         assert len(matching) == 1, (pattern, lines)

@@ -182,9 +182,12 @@ def test_the_daemon_prunes_delivered_entries_hourly_and_the_outbox_api_follows(s
     [dm] = [t for t in srv.http.get(srv.url(ADMIN + "/status")).json()["outbox"]["targets"] if t["name"] == "dm"]
     assert dm["counts"] == {"delivered": 2}
     # The delivered counter counts deliveries, not rows: the pruned ones still count.
-    scraped = {(s.name, s.labels.get("result") or s.labels.get("state")): s.value
-               for family in text_string_to_metric_families(srv.http.get(srv.url("/metrics")).text)
-               for s in family.samples if s.labels.get("target") == "dm"}
-    assert scraped[("sensord_deliveries_total", "delivered")] == 4
+    def scrape() -> dict:
+        return {(s.name, s.labels.get("result") or s.labels.get("state")): s.value
+                for family in text_string_to_metric_families(srv.http.get(srv.url("/metrics")).text)
+                for s in family.samples if s.labels.get("target") == "dm"}
+    # (counted once the outbox has recorded the delivery, a moment after: wait for it)
+    assert wait_until(lambda: scrape()[("sensord_deliveries_total", "delivered")] == 4), scrape()
+    scraped = scrape()
     assert scraped[("sensord_outbox_entries", "dead")] == scraped[("sensord_outbox_entries", "pending")] == 0
     assert job.func() is None and srv.http.get(srv.url(ADMIN + "/outbox")).json()["counts"] == {"delivered": 2}

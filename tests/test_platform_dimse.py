@@ -4,12 +4,14 @@ reported on the same association, failed or never reported; one association per 
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
 
 from sensord.daemon.forward.platforms import dimse as dimse_platform
+from sensord.daemon.forward.platforms import dimse_steps
 from sensord.daemon.forward.delivery import Forwarder, Target
 from sensord.daemon.forward.outbox import Outbox
 from sensord.daemon.forward.platforms import (
@@ -29,10 +31,17 @@ from tests.support.storage_scp import StorageArchive
 SMALL = {"height": 48, "width": 64}
 
 
+REPORT_WAIT = 20.0      # a report ends the wait when it comes: generous, for a loaded machine
+SILENT_WAIT = 0.5       # an archive that stays silent costs the whole wait: short where none comes
+
+
 @pytest.fixture(autouse=True)
-def short_report_wait(monkeypatch):
-    """The scripted archive reports within milliseconds: a silent one need not cost 2 s a test."""
-    monkeypatch.setattr(dimse_platform, "SAME_ASSOCIATION_WAIT", 0.5)
+def report_wait(monkeypatch):
+    """report_wait(seconds): how long the adapter waits for a report on its own association."""
+    def wait(seconds: float) -> None:
+        monkeypatch.setattr(dimse_platform, "SAME_ASSOCIATION_WAIT", seconds)
+    wait(REPORT_WAIT)
+    return wait
 
 
 def adapter(archive: StorageArchive, **extra):
@@ -131,6 +140,30 @@ def test_committed_on_the_same_association(tmp_path):
     assert steps["commitment"]["transaction"] == transaction and steps["stored"]["status"] == "0x0000"
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("mode", ["commit", "fail"])
+def test_the_report_is_answered_before_the_association_is_released(tmp_path, monkeypatch, mode):
+    """However late pynetdicom's thread sends our answer to the report, it goes before our
+    release request (released first, pynetdicom refused the answer in its reactor thread, which
+    died, and the release waited out the whole timeout with the archive unanswered)."""
+    taken = dimse_steps.ReportBox.handle
+
+    def slow_to_answer(box, event):
+        answer = taken(box, event)
+        time.sleep(0.3)                     # the thread that sends the answer goes on late
+        return answer
+
+    monkeypatch.setattr(dimse_steps.ReportBox, "handle", slow_to_answer)
+    item = make_delivery(tmp_path, **SMALL)
+    with StorageArchive(commit=[mode]) as archive:
+        try:
+            adapter(archive, storage_commitment=True).deliver(item)
+        except RetryableError as err:
+            assert mode == "fail" and "did not commit" in str(err)
+        assert wait_until(lambda: archive.answers, 10)      # (recorded once its send returns)
+        assert archive.answers == [0x0000]
+
+
 def test_a_failure_in_the_report_forgets_the_steps_and_is_due_at_once(tmp_path):
     item, steps = recorded(make_delivery(tmp_path, **SMALL))
     with StorageArchive(commit=["fail"]) as archive:
@@ -140,7 +173,8 @@ def test_a_failure_in_the_report_forgets_the_steps_and_is_due_at_once(tmp_path):
     assert steps == {"stored": None, "commitment": None}            # forgotten: sent again from scratch
 
 
-def test_no_report_on_the_association_means_waiting(tmp_path):
+def test_no_report_on_the_association_means_waiting(tmp_path, report_wait):
+    report_wait(SILENT_WAIT)
     item, steps = recorded(make_delivery(tmp_path, **SMALL))
     with StorageArchive(commit=["silent"]) as archive:
         with pytest.raises(AwaitingConfirmation) as caught:
@@ -150,13 +184,15 @@ def test_no_report_on_the_association_means_waiting(tmp_path):
     assert steps["commitment"]["transaction"] == transaction and "committed" not in steps
 
 
-def test_stored_before_is_not_stored_again(tmp_path):
+def test_stored_before_is_not_stored_again(tmp_path, report_wait):
     """A retry after ``stored`` without a commitment only asks for it."""
     item, steps = recorded(make_delivery(tmp_path, **SMALL))
     with StorageArchive(commit=["silent", "commit"]) as archive:
         target = adapter(archive, storage_commitment=True)
+        report_wait(SILENT_WAIT)
         with pytest.raises(AwaitingConfirmation):
             target.deliver(item)
+        report_wait(REPORT_WAIT)
         again = dataclasses.replace(item, attempt=2, progress={k: v for k, v in steps.items() if k == "stored"})
         receipt = target.deliver(again)
         assert len(archive.stores) == 1 and len(archive.actions) == 2

@@ -56,8 +56,8 @@ class Daemon:
 
     def up(self) -> bool:
         try:
-            return requests.get(self.base + MODALITY, timeout=1, verify=self.cert).status_code == 401
-        except requests.ConnectionError:
+            return requests.get(self.base + MODALITY, timeout=5, verify=self.cert).status_code == 401
+        except (requests.ConnectionError, requests.Timeout):     # not listening yet, or slow to answer
             return False
 
     def __enter__(self):

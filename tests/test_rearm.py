@@ -17,7 +17,9 @@ import pytest
 
 from sensord.drivers import open_driver
 from sensord.drivers.base import IDLE_DETAIL, DeviceEvent, DriverError, StateEvent
+from tests.support.loopback import wait_until
 from tests.support.modality import (
+    ADMIN,
     API,
     arm_and_wait,
     control,
@@ -63,6 +65,12 @@ def expose_to_new_image(srv, sid, dev, stream, images=1):
     assert [d["state"] for _, d in seen][-4:] == ["Reading", "Processing", "Storing", "NewImage"]
     status = srv.http.get(srv.url(f"{API}/acquisition/{sid}/status")).json()
     assert status["totalImages"] == images and status["state"] == "NoAcquisitionInfo"
+
+
+def device_state(srv, dev) -> str | None:
+    """The device's last sensor state as the status snapshot shows it (None: idle)."""
+    [device] = [d for d in srv.http.get(srv.url(f"{ADMIN}/status")).json()["devices"] if d["deviceId"] == dev]
+    return device["state"]
 
 
 def refusals(caplog, word="BUSY") -> int:
@@ -188,7 +196,9 @@ def test_one_exposure_per_acquisition_info_even_after_a_fault(serve):
     # restart must not arm the device again.
     for action in ("fault", "clear-fault", "recalibrate", "restart"):
         ok(control(srv, dev, action))
-    time.sleep(0.2)                                # every warm-up (~30 ms) is over
+    # Every warm-up is over once the device no longer says Initializing (the restart's comes
+    # last; each action's own states are in by its answer), and all it said has been handled.
+    assert wait_until(lambda: device_state(srv, dev) != "Initializing", TIMEOUT)
     srv.daemon.devices.settle()
     status = srv.http.get(srv.url(f"{API}/acquisition/{sid}/status")).json()
     assert (status["state"], status["ready"]) == ("NoAcquisitionInfo", False)
@@ -212,7 +222,8 @@ def test_admin_controls_of_the_new_actions(serve):
 
 def test_sim_reports_idle_after_a_refused_arm():
     events: queue.Queue = queue.Queue()
-    driver = open_driver(BUSY_FAST, emit=events.put)
+    # time_scale 1: a 0.6 s warm-up, not 30 ms, for the arm below to land inside it on a loaded machine.
+    driver = open_driver("sim://?models=select0&seed=5&time_scale=1&busy_init=1", emit=events.put)
     try:
         driver.start()
         [dev] = [d.device_id for d in driver.devices()]

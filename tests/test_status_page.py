@@ -61,7 +61,7 @@ def test_feed_coalesces_bursts_and_publishes_only_changes():
     feed.start()
     try:
         feed.notify()
-        assert sub.get(2) == ("status", {"n": 0})
+        assert sub.get(10) == ("status", {"n": 0})
         before = len(built)
         for n in range(1, 51):                    # a burst of changes, notified from several threads
             state["n"] = n
@@ -72,13 +72,13 @@ def test_feed_coalesces_bursts_and_publishes_only_changes():
                 t.join()
         published = []
         while not published or published[-1] != ("status", {"n": 50}):
-            item = sub.get(2)
+            item = sub.get(10)
             assert item not in (None, CLOSED), published
             published.append(item)
         assert len(built) - before < 10           # a few snapshots for 100 notifications
         before = len(built)
         feed.notify()                             # nothing changed: nothing published
-        assert wait_until(lambda: len(built) > before, 2)
+        assert wait_until(lambda: len(built) > before, 10)
         assert sub.get(0.3) is None
     finally:
         feed.close()
@@ -98,7 +98,7 @@ def test_feed_builds_nothing_while_nobody_listens():
         assert built == []
         sub = feed.hub.subscribe()
         feed.notify()
-        assert sub.get(2)[0] == "status"          # the first listener gets snapshots again
+        assert sub.get(10)[0] == "status"         # the first listener gets snapshots again
     finally:
         feed.close()
 
@@ -132,11 +132,11 @@ def test_snapshot_and_stream_follow_an_exposure(serve):
 
     stream = EventStream(srv.http, srv.url(STATUS + "/subscribe"))
     try:
-        event, first = stream.next(timeout=2)                    # the current snapshot, at once
+        event, first = stream.next(timeout=10)                   # the current snapshot, at once
         assert event == "status" and first["devices"] == snap["devices"]
         dev = device_of(srv, "Simradix Select")["deviceId"]
         sid = create_session(srv, dev, clientName="panoramix")["sessionId"]
-        stream.until(lambda e, d: session_of(d, sid) is not None, timeout=5)
+        stream.until(lambda e, d: session_of(d, sid) is not None, timeout=15)
         image_id = image_id_after_exposure(srv, sid, dev)
         seen = stream.until(lambda e, d: d["images"], timeout=10)
         latest = seen[-1][1]

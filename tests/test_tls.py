@@ -18,6 +18,7 @@ from sensord.daemon.host.tls import TlsFront, load_context
 from tests.support.loopback import free_port, serving, wait_until
 
 HOST = "127.0.0.1"
+SECOND = threading.Event()      # /stream sends its second event once the client has the first
 
 
 def _app(environ, start_response):
@@ -32,7 +33,7 @@ def _app(environ, start_response):
 
         def events():
             yield b"data: first\n\n"
-            time.sleep(0.5)
+            SECOND.wait(30)
             yield b"data: second\n\n"
         return events()
     body = json.dumps({"who": environ.get("QUERY_STRING", "")}).encode()
@@ -149,15 +150,19 @@ def test_large_body_round_trips_exactly(pki, front):
 
 def test_event_stream_chunks_pass_through_as_they_come(pki, front):
     tls = front()
-    with requests.get(tls.url + "/stream", stream=True, verify=pki.cert, timeout=5) as answer:
-        chunks = answer.iter_content(chunk_size=None)
-        first = next(chunks)
-        first_at = time.monotonic()
-        rest = b"".join(chunks)
-        last_at = time.monotonic()
+    SECOND.clear()
+    try:
+        with requests.get(tls.url + "/stream", stream=True, verify=pki.cert, timeout=10) as answer:
+            chunks = answer.iter_content(chunk_size=None)
+            # The backend holds the second event until the first is here: a front that kept the
+            # first back for more would time this read out (10 s, the backend holding 30).
+            first = next(chunks)
+            SECOND.set()
+            rest = b"".join(chunks)
+    finally:
+        SECOND.set()
     assert first == b"data: first\n\n"
     assert rest == b"data: second\n\n"
-    assert last_at - first_at > 0.3       # the first came while the backend was still sleeping
 
 
 def test_backend_closing_first_ends_the_tls_connection_cleanly(pki, front):
@@ -194,7 +199,7 @@ def test_plain_http_on_the_tls_port_is_dropped_and_others_are_served(pki, front,
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://{HOST}:{tls.port}/json", timeout=5)
     assert requests.get(tls.url + "/json", verify=pki.cert, timeout=5).status_code == 200
-    assert wait_until(lambda: any("handshake" in r.getMessage() for r in caplog.records), 5)
+    assert wait_until(lambda: any("handshake" in r.getMessage() for r in caplog.records), 15)
     assert all(r.levelno == logging.DEBUG for r in caplog.records if "handshake" in r.getMessage())
 
 
@@ -224,7 +229,7 @@ def test_old_tls_clients_are_refused(pki, front, caplog):
             old.wrap_socket(raw).close()
     if getattr(refused.value, "reason", None) in ("NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE"):
         pytest.skip(f"this OpenSSL cannot make a TLS 1.1 client: {refused.value}")
-    assert wait_until(lambda: any("UNSUPPORTED_PROTOCOL" in r.getMessage() for r in caplog.records), 5)
+    assert wait_until(lambda: any("UNSUPPORTED_PROTOCOL" in r.getMessage() for r in caplog.records), 15)
     modern = _tls_client(pki)
     modern.maximum_version = ssl.TLSVersion.TLSv1_2
     with socket.create_connection((HOST, tls.port), timeout=5) as raw:

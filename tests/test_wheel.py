@@ -98,8 +98,8 @@ def test_the_installed_daemon_serves_both_apis_and_the_status_page(installed, tm
         def up() -> bool:
             assert proc.poll() is None, log_path.read_text()
             try:
-                return password_file.exists() and requests.get(base + "/", timeout=2).status_code == 401
-            except requests.ConnectionError:
+                return password_file.exists() and requests.get(base + "/", timeout=5).status_code == 401
+            except (requests.ConnectionError, requests.Timeout):     # not listening yet, or slow to answer
                 return False
 
         assert wait_until(up, 60), log_path.read_text()

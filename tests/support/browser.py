@@ -155,15 +155,20 @@ def _driver_up(url: str) -> bool:
 def chromium(tmp_path_factory):
     ensure_installed()
     log = tmp_path_factory.mktemp("chromedriver") / "chromedriver.log"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    # Its own process group: whatever chromedriver starts is stopped with it.
-    process = subprocess.Popen([str(CHROMEDRIVER), f"--port={port}", f"--log-path={log}"],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    for _ in range(3):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        # Its own process group: whatever chromedriver starts is stopped with it.
+        process = subprocess.Popen([str(CHROMEDRIVER), f"--port={port}", f"--log-path={log}"],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_until(lambda: process.poll() is not None or _driver_up(url), 30)
+        if process.poll() is None:
+            break
+        # It ended at once: its port, free when picked, may have been taken since. Another one.
     browser = None
     try:
-        if not wait_until(lambda: process.poll() is None and _driver_up(url), 30):
+        if not (process.poll() is None and _driver_up(url)):
             raise RuntimeError(f"chromedriver did not start (exit code {process.poll()}); see {log}")
         browser = Browser(url)
         yield browser

@@ -51,18 +51,28 @@ class DaemonProcess:
         return self.base + path
 
     def start(self, timeout: float = 30) -> None:
-        with open(self.log_path, "a") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sensord.daemon.host.cli", "serve", "--config", str(self.config),
-                 "--port", str(self.port), "--state-dir", str(self.state)],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn)
-        if not wait_until(lambda: self.up() or self.proc.poll() is not None, timeout) or not self.up():
-            raise AssertionError(f"the daemon did not come up (exit {self.proc.poll()}):\n{self.log()}")
+        for _ in range(3):
+            logged = self.log_path.stat().st_size if self.log_path.exists() else 0
+            with open(self.log_path, "a") as log:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "sensord.daemon.host.cli", "serve", "--config", str(self.config),
+                     "--port", str(self.port), "--state-dir", str(self.state)],
+                    cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn)
+            if wait_until(lambda: self.up() or self.proc.poll() is not None, timeout) \
+                    and self.proc.poll() is None and self.up():
+                return
+            # The port was free when picked; if something took it since, pick another and start again.
+            if self.proc.poll() is None or b"Address already in use" not in self.log_path.read_bytes()[logged:]:
+                break
+            self.port = free_port()
+            self.base = f"{self.base.split('://')[0]}://127.0.0.1:{self.port}"
+        self.kill()
+        raise AssertionError(f"the daemon did not come up (exit {self.proc.poll()}):\n{self.log()}")
 
     def up(self) -> bool:
         try:
-            return self.http.get(self.url(MODALITY), timeout=1).status_code == 200
-        except requests.ConnectionError:
+            return self.http.get(self.url(MODALITY), timeout=5).status_code == 200
+        except (requests.ConnectionError, requests.Timeout):     # not listening yet, or slow to answer
             return False
 
     def signal(self, signum: int = signal.SIGTERM) -> None:

@@ -159,11 +159,15 @@ class Orthanc:
                 path.unlink()
 
 
+class OrthancExited(RuntimeError):
+    """Orthanc ended during its start (a port taken since it was picked, or a bad option)."""
+
+
 def _wait_up(process: subprocess.Popen, base: str, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"Orthanc exited with {process.returncode}:\n{_tail(log)}")
+            raise OrthancExited(f"Orthanc exited with {process.returncode}:\n{_tail(log)}")
         try:
             if requests.get(f"{base}/system", auth=(USER, PASSWORD), timeout=1).ok:
                 return
@@ -183,6 +187,17 @@ def _tail(log: Path, lines: int = 30) -> str:
 def launch(folder: Path, **overrides) -> Orthanc:
     """Start an Orthanc in ``folder`` (options over the tests' defaults); ``stop`` it after."""
     plugin = ensure_installed()
+    for attempt in range(3):
+        try:
+            return _launch(folder, plugin, **overrides)
+        except OrthancExited:
+            # Its ports were free when picked: one taken since makes it exit. New ones, again.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _launch(folder: Path, plugin: Path, **overrides) -> Orthanc:
     config = write_config(folder, plugin, **overrides)
     log = folder / "orthanc.log"
     base = f"http://127.0.0.1:{config['HttpPort']}"

@@ -15,7 +15,8 @@ Storage Commitment SCP on loopback, scripted where Orthanc cannot be.
 
 It records what it saw: ``stores`` (SOP Instance UID, transfer syntax UID),
 ``instances`` (UID -> dataset as received), ``actions`` (transaction, UIDs),
-``reports`` (transaction, event type), ``associations`` and the presentation
+``reports`` (transaction, event type) and ``answers`` (the status each report
+was answered with, None when no answer came), ``associations`` and the presentation
 contexts proposed (``proposed``: (abstract syntax, [transfer syntaxes]) per
 context, of the latest association).
 """
@@ -45,6 +46,7 @@ class StorageArchive:
         self.instances: dict[str, Dataset] = {}
         self.actions: list[tuple[str, list[str]]] = []
         self.reports: list[tuple[str, int]] = []
+        self.answers: list[int | None] = []     # the status we answered each report with (None: no answer)
         self.associations = 0
         self.proposed: list[tuple[str, list[str]]] = []
         self._lock = threading.Lock()
@@ -121,6 +123,7 @@ class StorageArchive:
             info.FailedSOPSequence = Sequence(failed)
         event_type = sc.EVENT_SOME_FAILED if failed else sc.EVENT_ALL_COMMITTED
         if assoc.is_established:
-            assoc.send_n_event_report(info, event_type, sc.SOP_CLASS, sc.SOP_INSTANCE)
+            status, _ = assoc.send_n_event_report(info, event_type, sc.SOP_CLASS, sc.SOP_INSTANCE)
             with self._lock:
                 self.reports.append((transaction, event_type))
+                self.answers.append(int(status.Status) if "Status" in status else None)

@@ -180,7 +180,8 @@ class DimseAdapter(Adapter):
         if self.storage_commitment:
             contexts.append((sc.SOP_CLASS, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]))
         with network.association(self.peer, ae_title=self.ae_title, timeout=self.timeout, contexts=contexts,
-                                 evt_handlers=[(evt.EVT_N_EVENT_REPORT, box.handle)]) as assoc:
+                                 evt_handlers=[(evt.EVT_N_EVENT_REPORT, box.handle),
+                                               (evt.EVT_PDU_SENT, box.sent)]) as assoc:
             accepted = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0])) for cx in assoc.accepted_contexts}
             to_store = {i: w for i, w in work.items() if w.stored is None}
             if to_store:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from pydicom.dataset import Dataset
+from pynetdicom.pdu import P_DATA_TF
 
 from sensord.daemon.dimse import storage_commitment as sc
 
@@ -53,12 +54,19 @@ class Work:
 
 @dataclass
 class ReportBox:
-    """Takes the archive's report on our own association (pynetdicom's thread)."""
+    """Takes the archive's report on our own association (pynetdicom's thread).
+
+    ``done`` is set once the report is taken and its answer is on the wire
+    (``sent``, on pynetdicom's EVT_PDU_SENT): the adapter then releases the
+    association. Released any earlier, the answer would follow our release
+    request, which pynetdicom's state machine refuses (its reactor thread
+    dies and the release waits out the whole timeout)."""
     transaction: str = ""
     works: dict[str, Work] = field(default_factory=dict)
     results: dict[str, dict | Exception] = field(default_factory=dict)
     done: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    taken: bool = False         # a report was taken: the next P-DATA we send is its answer
 
     def handle(self, event) -> tuple[int, Dataset | None]:
         try:
@@ -75,8 +83,13 @@ class ReportBox:
         at = now_iso()
         with self.lock:
             self._settle(report, at)
-        self.done.set()
+            self.taken = True
         return 0x0000, None
+
+    def sent(self, event) -> None:
+        """EVT_PDU_SENT: the report's answer has gone out once a P-DATA follows the report."""
+        if self.taken and isinstance(event.pdu, P_DATA_TF):
+            self.done.set()
 
     def _settle(self, report: sc.Report, at: str) -> None:
         for sop, work in self.works.items():    # recorded (durable) before the report is answered
