@@ -16,7 +16,6 @@ Skipped, with a line saying so, where Orthanc is not installed.
 """
 from __future__ import annotations
 
-import io
 import os
 import statistics
 import tempfile
@@ -35,31 +34,6 @@ PAIRS = 15
 INGEST_TARGET = 1.0
 PNG_OUT_TARGET = 0.15
 RSS_TARGET = 0.8
-INTRAORAL_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.3"
-
-
-def dicom_file(image: np.ndarray) -> bytes:
-    """An uncompressed (explicit VR little endian) intraoral image of ``image``'s pixels."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    uid = generate_uid()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = INTRAORAL_FOR_PRESENTATION
-    meta.MediaStorageSOPInstanceUID = uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = INTRAORAL_FOR_PRESENTATION, uid
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.PatientID, ds.PatientName, ds.Modality = "BENCH", "Bench^Image", "IO"
-    ds.Rows, ds.Columns = image.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.PixelData = image.astype("<u2").tobytes()
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
 
 
 def _kib(pid: int, field: str) -> int:
@@ -95,6 +69,8 @@ def _report(label: str, ours: float, theirs: float, ratios: list[float], target:
 
 
 def side_by_side(orthanc, folder: Path) -> None:
+    from tests.support.orthanc import dicom_file
+
     image = test_image()
     data = png.encode_gray16(image)
     dicom = dicom_file(image)

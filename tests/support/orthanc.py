@@ -241,3 +241,33 @@ def archive(orthanc):
     """The session's Orthanc, with no instance left from another test."""
     orthanc.clear()
     return orthanc
+
+
+INTRAORAL = "1.2.840.10008.5.1.4.1.1.1.3"       # Digital Intra-Oral X-Ray, for presentation
+
+
+def dicom_file(image) -> bytes:
+    """A Part-10 file (explicit VR little endian) of ``image``'s pixels as an intraoral image:
+    what the tests and the side-by-side benchmark store into Orthanc."""
+    from io import BytesIO
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    uid = generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = INTRAORAL
+    meta.MediaStorageSOPInstanceUID = uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = INTRAORAL, uid
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientID, ds.PatientName, ds.Modality = "PIXELS", "Pixels^Only", "IO"
+    ds.Rows, ds.Columns = image.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = image.astype("<u2").tobytes()
+    out = BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
