@@ -92,3 +92,35 @@ def test_every_entry_field_is_read_from_the_column_of_its_name(outbox, source):
         next_attempt=1_000_000.0, created=1_000_000.0, updated=1_000_000.0,
         last_error="HTTP 503", receipt={"remote": "r-1"})
     assert outbox.counts() == {"delivered": 1}
+
+
+def _queue_again_while(outbox, source, monkeypatch, meanwhile):
+    """Queue ``img`` for a second target, running ``meanwhile`` in the gap between
+    add() storing the file and taking the lock: where another thread's delivery,
+    drop or prune of the image's first entry lands when it loses the race."""
+    real_store = Outbox._store_file
+    calls = []
+
+    def store_then_race(self, *args):
+        real_store(self, *args)
+        if not calls:
+            calls.append(1)
+            meanwhile()
+
+    monkeypatch.setattr(Outbox, "_store_file", store_then_race)
+    return outbox.add([("u", "raw")], image_id="img", image_info=INFO, context={}, png_path=source)
+
+
+@pytest.mark.parametrize("how", ["delivered", "dropped", "pruned"])
+def test_an_image_queued_again_while_its_last_entry_leaves_keeps_its_file(outbox, source, monkeypatch, how):
+    [first] = outbox.add([("t", "raw")], image_id="img", image_info=INFO, context={}, png_path=source)
+    queued = outbox.files / "img.png"
+    if how == "pruned":
+        outbox.delivered(first, {"id": "r"})
+        os.link(source, queued)          # what a crash between delivery and unlink leaves
+    meanwhile = {"delivered": lambda: outbox.delivered(first, {"id": "r"}),
+                 "dropped": lambda: outbox.drop(first),
+                 "pruned": lambda: outbox.prune(2_000_000.0)}[how]
+    [second] = _queue_again_while(outbox, source, monkeypatch, meanwhile)
+    assert outbox.get(second).state == "pending"
+    assert queued.read_bytes() == source.read_bytes(), f"the waiting entry's file was lost ({how})"

@@ -63,9 +63,9 @@ class Outbox(CommitmentStates):
         with self._lock:
             wanted = {row["file"] for row in self._conn.execute(
                 "SELECT DISTINCT file FROM entries WHERE state != 'delivered'")}
-        for path in self.files.iterdir():
-            if path.name not in wanted:
-                path.unlink(missing_ok=True)
+            for path in self.files.iterdir():
+                if path.name not in wanted:
+                    path.unlink(missing_ok=True)
 
     # -- adding ----------------------------------------------------------
     def _store_file(self, source: Path | None, data: bytes | None, name: str) -> None:
@@ -102,6 +102,11 @@ class Outbox(CommitmentStates):
                 if cur.rowcount:
                     assert cur.lastrowid is not None    # set by an INSERT that added a row
                     ids.append(cur.lastrowid)
+            # The file was stored before the lock: a delivery or drop of this image's
+            # last waiting entry may have removed it since. Under the lock, with the new
+            # rows in place, it stays once it is here.
+            if ids and not (self.files / name).exists():
+                self._store_file(png_path, png, name)
         return ids
 
     # -- reading ---------------------------------------------------------
@@ -263,10 +268,7 @@ class Outbox(CommitmentStates):
             if row is None or row["leased"]:
                 return False
             self._conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
-            busy = self._conn.execute("SELECT 1 FROM entries WHERE file = ? AND state != 'delivered' LIMIT 1",
-                                    (row["file"],)).fetchone()
-        if not busy:
-            (self.files / row["file"]).unlink(missing_ok=True)
+            self._unlink_unless_waiting([row["file"]])
         return True
 
     # -- retention -------------------------------------------------------
@@ -293,9 +295,10 @@ class Outbox(CommitmentStates):
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
-            # Most are gone already (deleted on delivery); one may remain after a crash.
-            for name in {row["file"] for row in rows} - waiting:
-                (self.files / name).unlink(missing_ok=True)
+                # Most are gone already (deleted on delivery); one may remain after a crash.
+                # Unlinked under the lock, as every outbox file is (see add()).
+                for name in {row["file"] for row in rows} - waiting:
+                    (self.files / name).unlink(missing_ok=True)
             total += len(rows)
             if len(rows) < batch:
                 return total

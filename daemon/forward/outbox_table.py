@@ -140,9 +140,16 @@ class OutboxTable:
     def _drop_file_if_unused(self, entry_id: int) -> None:
         with self._lock:
             row = self._conn.execute("SELECT file FROM entries WHERE id = ?", (entry_id,)).fetchone()
-            if row is None:
-                return
+            if row is not None:
+                self._unlink_unless_waiting([row["file"]])
+
+    def _unlink_unless_waiting(self, names) -> None:
+        """Remove the named files that no entry still waiting (not delivered) names.
+
+        Called with the lock held, and the unlink done under it: add() re-checks its
+        file under the same lock, so a file it has just queued again is never lost."""
+        for name in names:
             busy = self._conn.execute("SELECT 1 FROM entries WHERE file = ? AND state != 'delivered' LIMIT 1",
-                                    (row["file"],)).fetchone()
-        if not busy:
-            (self.files / row["file"]).unlink(missing_ok=True)
+                                      (name,)).fetchone()
+            if not busy:
+                (self.files / name).unlink(missing_ok=True)
