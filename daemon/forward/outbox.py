@@ -32,7 +32,7 @@ from pathlib import Path
 from sensord.daemon.durable import link_atomic, write_atomic
 
 from .outbox_commitment import CommitmentStates
-from .outbox_table import Entry
+from .outbox_table import WAITING, Entry
 
 log = logging.getLogger("sensord.outbox")
 
@@ -62,7 +62,7 @@ class Outbox(CommitmentStates):
     def _remove_orphan_files(self) -> None:
         with self._lock:
             wanted = {row["file"] for row in self._conn.execute(
-                "SELECT DISTINCT file FROM entries WHERE state != 'delivered'")}
+                f"SELECT DISTINCT file FROM entries WHERE {WAITING}")}
             for path in self.files.iterdir():
                 if path.name not in wanted:
                     path.unlink(missing_ok=True)
@@ -134,7 +134,7 @@ class Outbox(CommitmentStates):
         """Rows of (target, state, n, oldest ``created``); ``waiting_only`` leaves the
         delivered rows out, which stay for days (``prune``) and outnumber the others: the
         (state, next_attempt) index then keeps it a walk of the waiting ones."""
-        where = " WHERE state IN ('pending', 'committing', 'dead')" if waiting_only else ""
+        where = f" WHERE {WAITING}" if waiting_only else ""
         with self._lock:
             return self._conn.execute("SELECT target, state, COUNT(*) AS n, MIN(created) AS oldest FROM entries"
                                       + where + " GROUP BY target, state").fetchall()
@@ -287,18 +287,12 @@ class Outbox(CommitmentStates):
                     rows = conn.execute("SELECT id, file FROM entries WHERE state = 'delivered' AND updated < ?"
                                         " LIMIT ?", (before, batch)).fetchall()
                     conn.executemany("DELETE FROM entries WHERE id = ?", [(row["id"],) for row in rows])
-                    # The waiting entries' files, through the (state, next_attempt) index:
-                    # a walk of the few waiting rows, not of the delivered ones.
-                    waiting = {r["file"] for r in conn.execute(
-                        "SELECT DISTINCT file FROM entries WHERE state IN ('pending', 'committing', 'dead')")}
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
                 # Most are gone already (deleted on delivery); one may remain after a crash.
-                # Unlinked under the lock, as every outbox file is (see add()).
-                for name in {row["file"] for row in rows} - waiting:
-                    (self.files / name).unlink(missing_ok=True)
+                self._unlink_unless_waiting({row["file"] for row in rows})
             total += len(rows)
             if len(rows) < batch:
                 return total

@@ -42,6 +42,11 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE INDEX IF NOT EXISTS due ON entries (state, next_attempt);
 """
 
+# Every state but delivered: the entries that still need their file. Spelled as a
+# list, not "!= 'delivered'", so the (state, next_attempt) index finds the few
+# waiting rows rather than scanning every delivered one kept for retention.
+WAITING = "state IN ('pending', 'committing', 'dead')"
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -149,7 +154,7 @@ class OutboxTable:
         Called with the lock held, and the unlink done under it: add() re-checks its
         file under the same lock, so a file it has just queued again is never lost."""
         for name in names:
-            busy = self._conn.execute("SELECT 1 FROM entries WHERE file = ? AND state != 'delivered' LIMIT 1",
+            busy = self._conn.execute(f"SELECT 1 FROM entries WHERE {WAITING} AND file = ? LIMIT 1",
                                       (name,)).fetchone()
             if not busy:
                 (self.files / name).unlink(missing_ok=True)
