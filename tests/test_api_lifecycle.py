@@ -79,7 +79,7 @@ def test_disk_full_mid_write_leaves_no_half_resource(serve, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, data, **kw)
 
-    monkeypatch.setattr("sensord.daemon.store.resources.write_file", failing)
+    monkeypatch.setattr("sensord.daemon.store.resource_folder.write_file", failing)
     assert_error(upload(srv), 507, "storage")
     assert calls == ["media.png", "resource.json"]
     assert list(srv.daemon.store.root.iterdir()) == []

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from sensord.daemon.store.pixel_cache import PixelCache
-from sensord.daemon.store.resources import UNPROVEN, ResourceStore
+from sensord.daemon.store.resource_folder import UNPROVEN
+from sensord.daemon.store.resources import ResourceStore
 from sensord.filters import png
 from tests.support import images
 
@@ -113,21 +114,21 @@ def test_a_marked_folder_that_cannot_be_decoded_now_stays_marked(tmp_path):
 def test_rows_are_undone_while_the_disk_still_writes(tmp_path, monkeypatch):
     """A proof done before the files are on disk: the wait undoes the row filters
     (the first filter call finds the pixels ready); the same pixels either way."""
-    from sensord.daemon.store import resources
+    from sensord.daemon.store import resource_folder
 
     store = make_store(tmp_path / "slow")
     pixels = images.raw_image(24, 32)
     data = png.encode_gray16(pixels)        # Up-filtered rows
-    real = resources.write_file
+    real = resource_folder.write_file
 
     def slow(path, content, *, sync=True):
-        if path.name == resources.MEDIA:
+        if path.name == resource_folder.MEDIA:
             time.sleep(0.3)
         real(path, content, sync=sync)
 
-    monkeypatch.setattr(resources, "write_file", slow)
+    monkeypatch.setattr(resource_folder, "write_file", slow)
     slow_res = store.create(image_info={}, media=data, proof=proved(data))
-    monkeypatch.setattr(resources, "write_file", real)
+    monkeypatch.setattr(resource_folder, "write_file", real)
 
     def written_at_once(fn, *args):         # the files on disk before the proof starts
         done: Future = Future()

@@ -10,7 +10,8 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from sensord import filters
 from sensord.daemon.dsio import filter_params
 from sensord.daemon.dsio.imageinfo import lut_from_info
-from sensord.daemon.store.resources import QuotaExceeded, Resource
+from sensord.daemon.store.resource_folder import Resource
+from sensord.daemon.store.resources import QuotaExceeded
 from sensord.filters import codecs, footprint
 
 from . import roles

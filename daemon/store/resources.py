@@ -1,20 +1,7 @@
 """The on-disk store of image resources, where they expire.
 
-Layout under ``<state_dir>/resources``::
-
-    <id>/resource.json   what GET /images/{id} reports, with epoch timestamps
-    <id>/index.json      resource.json without the imageInfo: what start reads
-    <id>/media.png       the uploaded bytes, unchanged
-    <id>/unproven        (empty) the upload's PNG was still being proved when
-                         the folder was renamed into place: start proves it
-    .new-<id>/           a resource being written (removed at start: a crash
-                         mid-upload leaves no half resource)
-    .del-<id>/           a resource being removed
-
-A resource is written whole in ``.new-<id>``, each file fsynced, then renamed
-to ``<id>`` and the folder fsynced: a 201 means the bytes are on disk.
-index.json is not fsynced: it is resource.json less the imageInfo, and a
-start that cannot parse it reads resource.json instead.
+Each resource is a folder of its own; its files, its record and how they
+are written are in ``resource_folder.py``.
 
 An upload's folder is renamed into place by the writer thread while its
 PNG is still being proved (so the rename's fsync, 4-6 ms, is not waited for
@@ -47,26 +34,21 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from sensord.daemon.dsio.timefmt import iso
-from sensord.daemon.durable import fsync_dir, write_file
+from sensord.daemon.durable import fsync_dir
 from sensord.daemon.errors import ServiceError
 from sensord.filters.png import PngError
 from sensord.filters.png_scanlines import Scanlines
 
 from .pixel_cache import PixelCache
+from .resource_folder import MEDIA, META, UNPROVEN, Indexed, Resource, read_index, remove_unfinished, write_folder
 
 log = logging.getLogger("sensord.store")
 
-MEDIA = "media.png"
-META = "resource.json"
-INDEX = "index.json"
-UNPROVEN = "unproven"
 WRITER_THREADS = 4      # uploads written at once while their PNGs are proved; more wait their turn
 
 
@@ -78,96 +60,6 @@ class QuotaExceeded(ServiceError):
 class StoreFull(ServiceError):
     """The disk itself refused the write (ENOSPC, EDQUOT)."""
     status = 507
-
-
-@dataclass(frozen=True)
-class Resource:
-    id: str
-    media_type: str
-    created_on: float
-    expires: float
-    image_info: dict
-    modality_session: dict | None
-    size: int
-    # The user who created it, kept in the record (not in to_json: not part
-    # of the wire format); "" for a record written before owners were kept.
-    owner: str = ""
-
-    @property
-    def linked(self) -> bool:
-        return self.modality_session is not None
-
-    def to_json(self, url: str) -> dict:
-        out = {
-            "id": self.id,
-            "mediaType": self.media_type,
-            "url": url,
-            "createdOn": iso(self.created_on),
-            "expires": iso(self.expires),
-            "imageInfo": self.image_info,
-        }
-        # The spec's modalitySession is an object when present, never null.
-        if self.modality_session is not None:
-            out["modalitySession"] = self.modality_session
-        return out
-
-    def _meta(self) -> bytes:
-        return json.dumps({
-            "id": self.id, "mediaType": self.media_type, "createdOn": self.created_on,
-            "expires": self.expires, "imageInfo": self.image_info,
-            "modalitySession": self.modality_session, "size": self.size, "owner": self.owner,
-        }, separators=(",", ":")).encode()
-
-    @classmethod
-    def _from_meta(cls, data: bytes) -> "Resource":
-        m = json.loads(data)
-        return cls(id=m["id"], media_type=m["mediaType"], created_on=float(m["createdOn"]),
-                   expires=float(m["expires"]), image_info=m["imageInfo"],
-                   modality_session=m.get("modalitySession"), size=int(m["size"]),
-                   owner=str(m.get("owner") or ""))
-
-
-@dataclass(frozen=True)
-class Indexed:
-    """What the store keeps in memory of a resource: enough to find, expire
-    and account for it. ``record`` is resource.json without the imageInfo
-    (what index.json holds), so any other small field, an owner, is at hand."""
-
-    id: str
-    expires: float
-    size: int
-    record: dict
-
-    @classmethod
-    def of(cls, record: dict) -> "Indexed":
-        small = {k: v for k, v in record.items() if k != "imageInfo"}
-        return cls(id=str(small["id"]), expires=float(small["expires"]), size=int(small["size"]), record=small)
-
-    @property
-    def linked(self) -> bool:
-        return self.record.get("modalitySession") is not None
-
-
-def _index_bytes(meta: bytes) -> bytes:
-    return json.dumps(Indexed.of(json.loads(meta)).record, separators=(",", ":")).encode()
-
-
-def _write_folder(folder: Path, media: bytes | memoryview | None, meta: bytes, into: Path | None = None) -> None:
-    """A resource's files, each fsynced, then the folder: all durable before the rename.
-
-    With ``into``, the folder is then renamed there (marked unproven) and the rename made durable.
-    """
-    if media is not None:
-        write_file(folder / MEDIA, media)
-    write_file(folder / META, meta)
-    # Derived from META, so written after it; unsynced: a start that cannot parse it reads META.
-    write_file(folder / INDEX, _index_bytes(meta), sync=False)
-    if into is not None:
-        write_file(folder / UNPROVEN, b"", sync=False)     # (empty: the folder's fsync keeps it)
-    fsync_dir(folder)
-    if into is not None:
-        os.rename(folder, into)
-        fsync_dir(into.parent)
 
 
 class ResourceStore:
@@ -199,7 +91,7 @@ class ResourceStore:
                 shutil.rmtree(entry, ignore_errors=True)
                 continue
             try:
-                res = self._read_index(entry)
+                res = read_index(entry)
                 if res.id != entry.name:
                     raise ValueError(f"its record names resource {res.id!r}")
                 if not res.linked and not (entry / MEDIA).is_file():
@@ -230,18 +122,6 @@ class ResourceStore:
             return True
         marker.unlink(missing_ok=True)
         return True
-
-    @staticmethod
-    def _read_index(folder: Path) -> Indexed:
-        """index.json; resource.json (read whole) where there is none: a store
-        written before index.json existed, or an index.json that cannot be read."""
-        try:
-            return Indexed.of(json.loads((folder / INDEX).read_bytes()))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            record = Indexed.of(json.loads((folder / META).read_bytes()))
-        if not (folder / META).is_file():
-            raise FileNotFoundError(META)
-        return record
 
     def close(self) -> None:
         # Every write is already durable; a create still running finishes its own.
@@ -279,24 +159,24 @@ class ResourceStore:
         rid = str(uuid.uuid4())
         res = Resource(id=rid, media_type=media_type, created_on=now, expires=now + self.lifetime,
                        image_info=image_info, modality_session=link, size=0, owner=owner)
-        size = len(res._meta()) + 32 + (len(media) if media is not None else 0)
+        size = len(res.meta()) + 32 + (len(media) if media is not None else 0)
         res = dataclasses.replace(res, size=size)
         self._reserve(size)
         tmp, final = self.root / f".new-{rid}", self.root / rid
-        meta = res._meta()
+        meta = res.meta()
         written: Future | None = None
         try:
             tmp.mkdir()
             if proof is None:
-                _write_folder(tmp, media, meta)
+                write_folder(tmp, media, meta)
                 os.rename(tmp, final)
                 fsync_dir(self.root)
             else:
                 # Written and renamed into place (marked unproven) while the PNG is proved.
                 try:
-                    written = self._writer.submit(_write_folder, tmp, media, meta, final)
+                    written = self._writer.submit(write_folder, tmp, media, meta, final)
                 except RuntimeError:        # closing: no writer thread any more
-                    _write_folder(tmp, media, meta, final)
+                    write_folder(tmp, media, meta, final)
                 pixels = proof()
                 if written is not None:
                     if isinstance(pixels, Scanlines) and not written.done():
@@ -315,20 +195,7 @@ class ResourceStore:
                 os.rename(final, tmp)       # renamed into place before the proof failed
             except OSError:
                 pass
-            # By name first: rmtree must open the folder to list it, which
-            # fails when the process is out of file descriptors (EMFILE);
-            # unlink and rmdir need none.
-            for name in (MEDIA, META, INDEX, UNPROVEN):
-                try:
-                    (tmp / name).unlink(missing_ok=True)
-                except OSError:
-                    pass
-            try:
-                tmp.rmdir()
-            except FileNotFoundError:
-                pass
-            except OSError:
-                shutil.rmtree(tmp, ignore_errors=True)
+            remove_unfinished(tmp)
             with self._lock:
                 self._used -= size
             if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -370,7 +237,7 @@ class ResourceStore:
         if self._live(rid) is None:
             return None
         try:
-            return Resource._from_meta((self.root / rid / META).read_bytes())
+            return Resource.from_meta((self.root / rid / META).read_bytes())
         except FileNotFoundError:
             return None     # deleted or swept since the index was read
         except (OSError, ValueError, KeyError, TypeError) as err:
